@@ -1,0 +1,136 @@
+"""Turn a file's bytes into text, one loader per format. Anything that cannot be read raises
+``DocumentUnreadable`` with a reason a person can act on; the pipeline reports it and goes on."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from rag_service.errors import DocumentUnreadable
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    source: str
+    title: str
+    text: str
+    markdown: bool  # split on headings first
+    body_start: int = 0  # where content starts (after Markdown front matter)
+    page_starts: tuple[int, ...] = field(default=())  # PDF: offset in `text` where each page starts
+
+
+def _decode(source: str, data: bytes) -> str:
+    if b"\x00" in data:
+        raise DocumentUnreadable(source, "binary file (contains NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentUnreadable(
+            source, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _require_text(source: str, text: str) -> None:
+    if not text.strip():
+        raise DocumentUnreadable(source, "no text (empty file)")
+
+
+def _stem(source: str) -> str:
+    return PurePosixPath(source).stem
+
+
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+_FRONT_MATTER_TITLE = re.compile(r"^title:\s*['\"]?(.+?)['\"]?\s*$", re.MULTILINE)
+_FIRST_H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def load_markdown(source: str, data: bytes) -> LoadedDocument:
+    text = _decode(source, data)
+    _require_text(source, text)
+    body_start = 0
+    title = ""
+    if front := _FRONT_MATTER.match(text):
+        body_start = front.end()
+        if found := _FRONT_MATTER_TITLE.search(front.group(1)):
+            title = found.group(1)
+    if not title and (h1 := _FIRST_H1.search(text, body_start)):
+        title = h1.group(1)
+    _require_text(source, text[body_start:])
+    return LoadedDocument(
+        source, title or _stem(source), text, markdown=True, body_start=body_start
+    )
+
+
+def load_text(source: str, data: bytes) -> LoadedDocument:
+    text = _decode(source, data)
+    _require_text(source, text)
+    return LoadedDocument(source, _stem(source), text, markdown=False)
+
+
+_BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+
+
+def load_html(source: str, data: bytes) -> LoadedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(_decode(source, data), "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(["head", "title", "script", "style", "noscript", "template"]):
+        tag.decompose()
+    # Headings become Markdown headings so the splitter keeps a heading path for HTML too.
+    for level in range(1, 7):
+        for heading in soup.find_all(f"h{level}"):
+            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    text = _BLANK_RUNS.sub("\n\n", soup.get_text("\n")).strip()
+    _require_text(source, text)
+    if not title and (h1 := _FIRST_H1.search(text)):
+        title = h1.group(1)
+    return LoadedDocument(source, title or _stem(source), text, markdown=True)
+
+
+def load_pdf(source: str, data: bytes) -> LoadedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = str(reader.metadata.title or "").strip() if reader.metadata else ""
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise DocumentUnreadable(source, f"invalid PDF ({exc})") from None
+    page_starts, parts, offset = [], [], 0
+    for page_text in pages:
+        page_starts.append(offset)
+        parts.append(page_text)
+        offset += len(page_text) + 2
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise DocumentUnreadable(source, "PDF has no extractable text (scanned images need OCR)")
+    return LoadedDocument(
+        source, title or _stem(source), text, markdown=False, page_starts=tuple(page_starts)
+    )
+
+
+LOADERS: dict[str, Callable[[str, bytes], LoadedDocument]] = {
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".txt": load_text,
+    ".text": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+}
+
+
+def is_supported(source: str) -> bool:
+    return PurePosixPath(source).suffix.lower() in LOADERS
+
+
+def load_document(source: str, data: bytes) -> LoadedDocument:
+    if not data:
+        raise DocumentUnreadable(source, "no text (empty file)")
+    return LOADERS[PurePosixPath(source).suffix.lower()](source, data)

@@ -1,0 +1,220 @@
+"""Incremental, crash-safe reindexing of a folder.
+
+1. Scan: hash every supported file; unchanged hashes keep their manifest entry untouched, new and
+   changed files are loaded and split (a file that fails keeps its previous chunks, if any).
+2. Plan: chunk ids come from content, so only ids the served generation lacks are embedded;
+   ids it has but the folder no longer produces are retired.
+3. Write generation g+1 beside g (adding, re-labelling, retiring), then commit the manifest
+   and switch the pointer atomically. Nothing changed: nothing is opened or written.
+
+A reindex that dies before the switch leaves generation g serving exactly as before; the next
+run adopts the vectors it had already written and discards the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.load import is_supported, load_document
+from ingest.split import Splitter
+from rag_service.embedders import build_embedder
+from rag_service.errors import ConfigError, DocumentUnreadable
+from rag_service.index import IndexState, Manifest, SourceEntry, index_fingerprint
+from rag_service.protocols import Embedder, VectorStore
+from rag_service.settings import Settings
+from rag_service.stores import open_store
+from rag_service.types import Chunk
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FailedSource:
+    path: str
+    error: str
+
+
+@dataclass
+class ReindexReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[FailedSource] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0  # vectors adopted from an interrupted run
+    chunks_retired: int = 0
+    chunks_total: int = 0
+    full_rebuild: bool = False
+    dry_run: bool = False
+    generation: int | None = None  # the committed generation; None when nothing was written
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "deleted": len(self.deleted),
+            "unchanged": len(self.unchanged),
+            "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "chunks": {
+                "embedded": self.chunks_embedded,
+                "reused": self.chunks_reused,
+                "retired": self.chunks_retired,
+                "total": self.chunks_total,
+            },
+            "full_rebuild": self.full_rebuild,
+            "dry_run": self.dry_run,
+            "generation": self.generation,
+        }
+
+
+@dataclass
+class _Scan:
+    manifest: Manifest
+    new_chunks: list[Chunk]
+    report: ReindexReport
+
+
+def _source_files(root: Path) -> Iterator[tuple[str, Path]]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file() and is_supported(path.name):
+            yield rel.as_posix(), path
+
+
+def _scan(root: Path, previous: Manifest, splitter: Splitter) -> _Scan:
+    report = ReindexReport()
+    manifest: Manifest = {}
+    new_chunks: list[Chunk] = []
+    present: set[str] = set()
+    for source, path in _source_files(root):
+        present.add(source)
+        old = previous.get(source)
+        try:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if old is not None and old.sha256 == digest:
+                manifest[source] = old
+                report.unchanged.append(source)
+                continue
+            doc = load_document(source, data)
+            chunks = splitter.split(doc)
+            if not chunks:
+                raise DocumentUnreadable(source, "no indexable text (only headings)")
+        except OSError as exc:
+            error = f"cannot read file: {exc.strerror or exc}"
+        except DocumentUnreadable as exc:
+            error = exc.reason
+        else:
+            manifest[source] = SourceEntry(digest, doc.title, [c.id for c in chunks])
+            new_chunks.extend(chunks)
+            (report.added if old is None else report.updated).append(source)
+            continue
+        log.warning("skipped %s: %s", source, error)
+        report.failed.append(FailedSource(source, error))
+        if old is not None:  # keep serving what we had rather than lose the document
+            manifest[source] = old
+    report.deleted = sorted(set(previous) - present)
+    return _Scan(manifest, new_chunks, report)
+
+
+def collection_name(settings: Settings, fingerprint: str) -> str:
+    return f"{settings.store.collection_prefix}-{fingerprint[:16]}"
+
+
+def reindex(
+    settings: Settings,
+    root: Path | None = None,
+    *,
+    embedder: Embedder | None = None,
+    dry_run: bool = False,
+    progress: ProgressFn | None = None,
+) -> ReindexReport:
+    root = (root or settings.corpus_dir).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"not a folder: {root}")
+    if embedder is not None and embedder.model_id != settings.embedder.model:
+        raise ConfigError(
+            f"embedder {embedder.model_id!r} does not match the setting {settings.embedder.model!r}"
+        )
+    state = IndexState(settings.data_dir)
+    with state.reindex_lock():
+        pointer = state.current()
+        fingerprint = index_fingerprint(settings)
+        rebuild = pointer is None or pointer.fingerprint != fingerprint
+        previous = {} if rebuild or pointer is None else state.manifest(pointer)
+        scan = _scan(root, previous, Splitter(settings.chunking))
+        report = scan.report
+        report.full_rebuild, report.dry_run = rebuild, dry_run
+
+        live_before = {cid for entry in previous.values() for cid in entry.chunk_ids}
+        live_after = {cid for entry in scan.manifest.values() for cid in entry.chunk_ids}
+        to_add = [c for c in scan.new_chunks if c.id not in live_before]
+        moved = [c for c in scan.new_chunks if c.id in live_before]
+        to_retire = live_before - live_after
+        report.chunks_total = len(live_after)
+        report.chunks_retired = len(to_retire)
+        report.chunks_embedded = len(to_add)
+        if dry_run or (not rebuild and scan.manifest == previous):
+            return report
+
+        collection = collection_name(settings, fingerprint)
+        generation = (pointer.generation if pointer else 0) + 1
+        committed = 0 if rebuild or pointer is None else pointer.generation
+        store = open_store(settings, collection, create=True)
+        try:
+            adopted = store.reset_uncommitted(committed, {c.id for c in to_add}, generation)
+            store.purge_retired(up_to=committed)
+            pending = [c for c in to_add if c.id not in adopted]
+            report.chunks_reused = len(adopted)
+            report.chunks_embedded = len(pending)
+            if pending:
+                _embed_into(
+                    store,
+                    pending,
+                    generation,
+                    embedder or build_embedder(settings.embedder),
+                    step=settings.embedder.batch_size * 4,
+                    progress=progress,
+                )
+            store.update_metadata(moved)
+            store.retire(to_retire, generation)
+        finally:
+            store.close()
+        state.commit(collection, generation, fingerprint, scan.manifest)
+        report.generation = generation
+        log.info("committed generation %d: %d chunks", generation, len(live_after))
+        if pointer is not None and pointer.collection != collection:
+            old_store = open_store(settings, pointer.collection)
+            old_store.drop()
+            old_store.close()
+        return report
+
+
+def _embed_into(
+    store: VectorStore,
+    chunks: list[Chunk],
+    generation: int,
+    embedder: Embedder,
+    *,
+    step: int,
+    progress: ProgressFn | None,
+) -> None:
+    # Longest first fills each batch with similar lengths, so less padding is embedded.
+    ordered = sorted(chunks, key=lambda c: len(c.embedding_text), reverse=True)
+    for start in range(0, len(ordered), step):
+        batch = ordered[start : start + step]
+        store.add(batch, embedder.embed_documents([c.embedding_text for c in batch]), generation)
+        done = start + len(batch)
+        log.info("embedded %d/%d chunks", done, len(ordered))
+        if progress is not None:
+            progress(done, len(ordered))

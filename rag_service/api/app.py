@@ -1,0 +1,46 @@
+"""The FastAPI app. The lifespan builds every component from one ``Settings``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request, Response
+
+from rag_service.api.errors import install_error_handlers
+from rag_service.api.routes import health, search
+from rag_service.embedders import build_embedder
+from rag_service.search import SearchService
+from rag_service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedder = build_embedder(settings.embedder)
+        warm_up = getattr(embedder, "warm_up", None)
+        if warm_up is not None:  # load the model now, not on the first request
+            await anyio.to_thread.run_sync(warm_up)
+        app.state.search = SearchService(settings, embedder)
+        yield
+        app.state.search.close()
+
+    app = FastAPI(title="rag-service", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    app.include_router(health.router)
+    app.include_router(search.router)
+    return app

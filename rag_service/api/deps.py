@@ -1,0 +1,17 @@
+"""Route dependencies as ``Annotated`` aliases; the lifespan puts the objects on app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from rag_service.search import SearchService
+
+
+def get_search(request: Request) -> SearchService:
+    service: SearchService = request.app.state.search
+    return service
+
+
+SearchDep = Annotated[SearchService, Depends(get_search)]

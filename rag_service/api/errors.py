@@ -1,0 +1,72 @@
+"""Every error a caller sees, as an RFC 9457 ``application/problem+json`` body with a request id.
+
+Domain exceptions map to a status here, once; routes raise them and never build HTTP errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag_service.errors import (
+    ConfigError,
+    DocumentUnreadable,
+    IndexBusy,
+    IndexNotReady,
+    RagError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_OF: dict[type[RagError], int] = {
+    IndexNotReady: 503,
+    IndexBusy: 409,
+    DocumentUnreadable: 422,
+    ConfigError: 500,
+}
+
+
+def problem(request: Request, status: int, detail: str, **extra: Any) -> JSONResponse:
+    title = HTTPStatus(status).phrase
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RagError)
+    async def _domain(request: Request, exc: RagError) -> JSONResponse:
+        status = next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 500)
+        return problem(request, status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return problem(request, 422, "the request is not valid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(request, 500, "internal error; the server log has the details")

@@ -1,0 +1,130 @@
+"""The ``rag`` command: reindex a folder, search the index, serve the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rag_service.errors import RagError
+from rag_service.settings import Settings
+
+app = typer.Typer(help="Retrieval-augmented question answering over your own documents.")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(exc: RagError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def reindex(
+    path: Annotated[
+        Path | None, typer.Argument(help="Folder to index (default: RAG_CORPUS_DIR).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 if any file could not be indexed.")
+    ] = False,
+) -> None:
+    """Bring the index in line with a folder: embed new and changed files, drop removed ones."""
+    from ingest.pipeline import reindex as run_reindex
+
+    interactive = sys.stderr.isatty() and not as_json
+    _configure_logging(verbose=not interactive)
+    settings = Settings()
+    try:
+        if interactive:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("embedding", total=None)
+                report = run_reindex(
+                    settings,
+                    path,
+                    dry_run=dry_run,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            report = run_reindex(settings, path, dry_run=dry_run)
+    except RagError as exc:
+        raise _fail(exc) from exc
+
+    if as_json:
+        typer.echo(json.dumps(report.summary(), ensure_ascii=False))
+    else:
+        verb = "would be" if dry_run else "were"
+        for label, items in (
+            ("added", report.added),
+            ("updated", report.updated),
+            ("deleted", report.deleted),
+        ):
+            for item in items:
+                typer.echo(f"{label:>9}  {item}")
+        for failure in report.failed:
+            typer.echo(f"{'failed':>9}  {failure.path}: {failure.error}")
+        typer.echo(
+            f"{len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.deleted)} deleted, {len(report.unchanged)} unchanged, "
+            f"{len(report.failed)} failed; {report.chunks_embedded} chunks {verb} embedded, "
+            f"{report.chunks_retired} retired; {report.chunks_total} chunks in the index"
+            + (" (full rebuild)" if report.full_rebuild else "")
+        )
+    if strict and report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
+) -> None:
+    """Print the passages that best match a query."""
+    from rag_service.embedders import build_embedder
+    from rag_service.search import SearchService
+
+    _configure_logging(verbose=False)
+    settings = Settings()
+    try:
+        result = SearchService(settings, build_embedder(settings.embedder)).search(query, top_k)
+    except RagError as exc:
+        raise _fail(exc) from exc
+    for rank, hit in enumerate(result.hits, start=1):
+        where = " > ".join(hit.chunk.headings) or hit.chunk.title
+        typer.echo(f"{rank}. [{hit.score:.3f}] {hit.chunk.source} ({where})")
+        typer.echo("   " + hit.chunk.text[:300].replace("\n", " "))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: RAG_API__HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: RAG_API__PORT.")] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    from rag_service.api.app import create_app
+
+    _configure_logging(verbose=True)
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level="info",
+    )

@@ -1,0 +1,31 @@
+"""Embedder backends, chosen by ``RAG_EMBEDDER__BACKEND``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
+from rag_service.errors import ConfigError
+from rag_service.protocols import Embedder
+from rag_service.settings import EmbedderSettings
+
+
+def _sentence_transformers(settings: EmbedderSettings) -> Embedder:
+    return SentenceTransformerEmbedder(
+        settings.model, device=settings.device, batch_size=settings.batch_size
+    )
+
+
+EMBEDDERS: dict[str, Callable[[EmbedderSettings], Embedder]] = {
+    "sentence-transformers": _sentence_transformers,
+}
+
+
+def build_embedder(settings: EmbedderSettings) -> Embedder:
+    try:
+        factory = EMBEDDERS[settings.backend]
+    except KeyError:
+        raise ConfigError(
+            f"unknown embedder backend {settings.backend!r}; valid: {', '.join(sorted(EMBEDDERS))}"
+        ) from None
+    return factory(settings)

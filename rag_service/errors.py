@@ -1,0 +1,33 @@
+"""The service's exceptions. The API maps each to one HTTP status, once, in ``api/errors.py``.
+
+RagError
+├── ConfigError            a setting names something that does not exist          (500)
+├── DocumentUnreadable     a file cannot be turned into text (ingest reports it)   (422)
+├── IndexNotReady          no committed index to search yet                        (503)
+└── IndexBusy              another reindex holds the index lock                    (409)
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class of every error the service raises on purpose."""
+
+
+class ConfigError(RagError):
+    pass
+
+
+class DocumentUnreadable(RagError):
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class IndexNotReady(RagError):
+    pass
+
+
+class IndexBusy(RagError):
+    pass

@@ -1,0 +1,146 @@
+"""The committed index: which collection and generation serve queries, and what each source holds.
+
+Layout under ``data_dir``::
+
+    CURRENT.json                      pointer to the served collection and generation
+    manifests/<collection>.<gen>.json sources -> content hash and chunk ids, per generation
+    chroma/                           the embedded Chroma database
+    reindex.lock                      held by the one reindex allowed at a time
+
+A reindex writes its manifest first and then replaces ``CURRENT.json`` atomically; until that
+rename, readers keep serving the previous generation, whatever happens to the reindex.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag_service.errors import IndexBusy
+from rag_service.settings import Settings
+
+# Bump when splitting or chunk-id rules change, so old indexes are rebuilt rather than mixed.
+INDEX_FORMAT = 1
+
+
+def index_fingerprint(settings: Settings) -> str:
+    """All that shapes the vectors or the chunks; a different value forces a full rebuild."""
+    identity = {
+        "format": INDEX_FORMAT,
+        "embedder": [settings.embedder.backend, settings.embedder.model],
+        "chunk_size": settings.chunking.chunk_size,
+        "chunk_overlap": settings.chunking.chunk_overlap,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    sha256: str
+    title: str
+    chunk_ids: list[str] = field(default_factory=list)
+
+
+Manifest = dict[str, SourceEntry]
+
+
+@dataclass(frozen=True)
+class IndexPointer:
+    collection: str
+    generation: int
+    fingerprint: str
+    sources: int
+    chunks: int
+    committed_at: str
+
+
+def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(payload, fh, ensure_ascii=False, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class IndexState:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.pointer_path = data_dir / "CURRENT.json"
+        self.manifest_dir = data_dir / "manifests"
+
+    def _manifest_path(self, collection: str, generation: int) -> Path:
+        return self.manifest_dir / f"{collection}.{generation}.json"
+
+    def current(self) -> IndexPointer | None:
+        try:
+            raw = json.loads(self.pointer_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return IndexPointer(**raw)
+
+    def pointer_stamp(self) -> tuple[int, int] | None:
+        """Changes whenever a new pointer is committed; cheap enough to check on every request."""
+        try:
+            st = self.pointer_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def manifest(self, pointer: IndexPointer) -> Manifest:
+        raw = json.loads(
+            self._manifest_path(pointer.collection, pointer.generation).read_text(encoding="utf-8")
+        )
+        return {source: SourceEntry(**entry) for source, entry in raw["sources"].items()}
+
+    def commit(
+        self, collection: str, generation: int, fingerprint: str, manifest: Manifest
+    ) -> IndexPointer:
+        self.manifest_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(
+            self._manifest_path(collection, generation),
+            {"sources": {source: asdict(entry) for source, entry in sorted(manifest.items())}},
+        )
+        pointer = IndexPointer(
+            collection=collection,
+            generation=generation,
+            fingerprint=fingerprint,
+            sources=len(manifest),
+            chunks=sum(len(entry.chunk_ids) for entry in manifest.values()),
+            committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        _write_atomically(self.pointer_path, asdict(pointer))
+        self._remove_manifests_except(pointer)
+        return pointer
+
+    def _remove_manifests_except(self, pointer: IndexPointer) -> None:
+        keep = {self._manifest_path(pointer.collection, pointer.generation).name}
+        for path in self.manifest_dir.glob("*.json"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def reindex_lock(self) -> Iterator[None]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / "reindex.lock").open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexBusy(f"another reindex is running on {self.data_dir}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,75 @@
+"""The pluggable parts, one small Protocol each; a backend is one module satisfying one."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rag_service.types import Chunk, ScoredChunk
+
+Vectors = NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    @property
+    def model_id(self) -> str:
+        """Names the vector space; part of the index fingerprint, so a change forces a rebuild."""
+        ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Unit-length vectors, one row per text."""
+        ...
+
+    def embed_query(self, text: str) -> Vectors:
+        """One unit-length vector (1-D)."""
+        ...
+
+
+class VectorStore(Protocol):
+    """Chunk vectors kept in generations, so a reindex never disturbs the index being served.
+
+    A chunk is visible at generation ``g`` when ``added_in <= g < retired_in``. A reindex writes
+    generation ``g + 1`` beside ``g`` and only the atomic switch of the index pointer publishes it.
+    """
+
+    @property
+    def max_batch_size(self) -> int: ...
+
+    def add(self, chunks: Sequence[Chunk], vectors: Vectors, generation: int) -> None: ...
+
+    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
+        """Refresh offsets and titles of chunks whose text (and so whose vector) did not change."""
+        ...
+
+    def retire(self, ids: Collection[str], generation: int) -> None:
+        """Hide chunks from ``generation`` on; readers of older generations still see them."""
+        ...
+
+    def reset_uncommitted(
+        self, committed: int, adopt: Collection[str], generation: int
+    ) -> set[str]:
+        """Undo what an abandoned reindex wrote after generation ``committed``.
+
+        Chunks it added whose ids are in ``adopt`` are re-labelled as added in ``generation``
+        (their vectors are reused, not recomputed) and returned; the others are deleted.
+        """
+        ...
+
+    def purge_retired(self, up_to: int) -> int:
+        """Delete chunks retired at or before generation ``up_to``; returns how many."""
+        ...
+
+    def search(self, vector: Vectors, k: int, generation: int) -> list[ScoredChunk]:
+        """The ``k`` chunks visible at ``generation`` nearest to ``vector`` by cosine similarity."""
+        ...
+
+    def count(self) -> int:
+        """Every stored chunk, visible or not."""
+        ...
+
+    def drop(self) -> None: ...
+
+    def close(self) -> None: ...

