@@ -128,3 +128,7 @@ def serve(
         port=port or settings.api.port,
         log_level="info",
     )
+
+
+if __name__ == "__main__":
+    app()

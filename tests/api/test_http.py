@@ -1,0 +1,133 @@
+"""The HTTP API over a real uvicorn process, the way users call it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from ingest.pipeline import reindex
+from rag_service.settings import Settings
+from tests.conftest import CountingEmbedder
+
+pytestmark = pytest.mark.api
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("api")
+    docs = root / "docs"
+    docs.mkdir()
+    settings = Settings(_env_file=None, data_dir=root / "data", corpus_dir=docs)  # type: ignore[call-arg]
+    port = free_port()
+    env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir), "RAG_CORPUS_DIR": str(docs)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag_service.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "server.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, (root / "server.log").read_text()
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.3)
+    yield Server(url, settings)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def test_malformed_requests_get_problem_details(server: Server) -> None:
+    url = f"{server.url}/v1/search"
+    assert_problem(
+        httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 422
+    )
+    body = assert_problem(httpx.post(url, json={"query": "   "}), 422)
+    assert body["errors"][0]["loc"] == ["body", "query"]
+    assert_problem(httpx.post(url, json={"query": "x", "top_k": 0}), 422)
+    assert_problem(httpx.post(url, json={"query": "x", "unknown": 1}), 422)
+    assert_problem(httpx.post(url, json={}), 422)
+    assert_problem(httpx.get(f"{server.url}/v1/nothing-here"), 404)
+
+
+def test_request_id_is_echoed(server: Server) -> None:
+    response = httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+def test_serves_each_new_generation_without_restart(
+    server: Server, embedder: CountingEmbedder
+) -> None:
+    docs = server.settings.corpus_dir
+    search = f"{server.url}/v1/search"
+
+    # Before any index: alive, but not ready to search.
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    assert (
+        "rag reindex" in assert_problem(httpx.post(search, json={"query": "hello"}), 503)["detail"]
+    )
+    assert_problem(httpx.get(f"{server.url}/v1/index"), 503)
+
+    (docs / "llama.md").write_text("# Llamas\n\nLlamas are domesticated South American camelids.\n")
+    (docs / "嵌入.md").write_text("# 嵌入\n\n嵌入把文本映射成向量，语义相近的文本向量也相近。\n")
+    reindex(server.settings, embedder=embedder)
+
+    response = httpx.post(
+        search, json={"query": "Which animals live in South America?", "top_k": 2}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["generation"] == 1
+    top = body["passages"][0]
+    assert top["source"] == "llama.md" and top["title"] == "Llamas"
+    assert top["text"] == "# Llamas\n\nLlamas are domesticated South American camelids."
+    assert (docs / "llama.md").read_text()[top["start"] : top["end"]] == top["text"]
+    assert top["detail"]["dense_rank"] == 1 and 0 < top["score"] <= 1
+    assert set(body["timings_ms"]) == {"embed", "search", "total"}
+
+    # A reindex by another writer is picked up on the next request: new text found, old gone.
+    (docs / "llama.md").unlink()
+    (docs / "alpaca.md").write_text("# Alpacas\n\nAlpacas are bred for their soft fleece.\n")
+    reindex(server.settings, embedder=embedder)
+
+    body = httpx.post(search, json={"query": "soft fleece animals", "top_k": 5}).json()
+    assert body["generation"] == 2
+    sources = [p["source"] for p in body["passages"]]
+    assert sources[0] == "alpaca.md" and "llama.md" not in sources
+    index = httpx.get(f"{server.url}/v1/index").json()
+    assert index["generation"] == 2 and index["sources"] == 2

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rag_service.embedders import build_embedder
+from rag_service.errors import ConfigError
+from rag_service.index import index_fingerprint
+from rag_service.settings import EmbedderSettings, Settings
+from rag_service.stores import open_store
+
+pytestmark = pytest.mark.unit
+
+
+def test_environment_with_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_DATA_DIR", "/srv/index")
+    monkeypatch.setenv("RAG_CHUNKING__CHUNK_SIZE", "640")
+    monkeypatch.setenv("RAG_API__PORT", "9001")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.data_dir == Path("/srv/index")
+    assert settings.chunking.chunk_size == 640
+    assert settings.api.port == 9001
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("RAG_EMBEDDER__BATCH_SIZE=7\n")
+    assert Settings(_env_file=env).embedder.batch_size == 7  # type: ignore[call-arg]
+
+
+def test_overlap_must_be_smaller_than_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_CHUNKING__CHUNK_SIZE", "100")
+    monkeypatch.setenv("RAG_CHUNKING__CHUNK_OVERLAP", "100")
+    with pytest.raises(ValidationError, match="chunk_overlap must be smaller"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_unknown_backends_list_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="valid: sentence-transformers"):
+        build_embedder(EmbedderSettings(backend="word2vec"))
+    settings = Settings(_env_file=None, store={"backend": "pinecone"})  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="valid: chroma"):
+        open_store(settings, "rag-x")
+
+
+def test_fingerprint_changes_with_model_and_chunking_only() -> None:
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    same = Settings(_env_file=None, api={"port": 1234}, data_dir=Path("x"))  # type: ignore[call-arg]
+    other_size = Settings(_env_file=None, chunking={"chunk_size": 500})  # type: ignore[call-arg]
+    other_model = Settings(_env_file=None, embedder={"model": "/models/e5"})  # type: ignore[call-arg]
+    assert index_fingerprint(base) == index_fingerprint(same)
+    assert index_fingerprint(base) != index_fingerprint(other_size)
+    assert index_fingerprint(base) != index_fingerprint(other_model)
