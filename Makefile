@@ -20,7 +20,7 @@ index: install
 run: index
 	$(BIN)/rag serve
 
-test: install
+test: lint
 	$(BIN)/python -m pytest
 
 lint: install

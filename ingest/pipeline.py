@@ -183,7 +183,7 @@ def reindex(
                     pending,
                     generation,
                     embedder or build_embedder(settings.embedder),
-                    step=settings.embedder.batch_size * 4,
+                    step=settings.embedder.batch_size * 16,
                     progress=progress,
                 )
             store.update_metadata(moved)

