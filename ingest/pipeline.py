@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from rag_service.embedders import build_embedder
 from rag_service.errors import ConfigError, DocumentUnreadable
 from rag_service.index import IndexState, Manifest, SourceEntry, index_fingerprint
 from rag_service.protocols import Embedder, VectorStore
+from rag_service.retrieval.bm25 import Bm25Index, TokenCache
+from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from rag_service.types import Chunk
@@ -164,7 +167,17 @@ def reindex(
         report.chunks_total = len(live_after)
         report.chunks_retired = len(to_retire)
         report.chunks_embedded = len(to_add)
-        if dry_run or (not rebuild and scan.manifest == previous):
+        if dry_run:
+            return report
+        if pointer is not None and not rebuild and scan.manifest == previous:
+            if not state.bm25_path(
+                pointer.collection, pointer.generation, settings.retrieval.bm25_backend
+            ).exists():  # e.g. another BM25 backend was configured since
+                store = open_store(settings, pointer.collection)
+                try:
+                    _build_bm25(settings, state, store, pointer.generation, previous, {})
+                finally:
+                    store.close()
             return report
 
         collection = collection_name(settings, fingerprint)
@@ -188,6 +201,8 @@ def reindex(
                 )
             store.update_metadata(moved)
             store.retire(to_retire, generation)
+            fresh = {chunk.id: chunk for chunk in scan.new_chunks}
+            _build_bm25(settings, state, store, generation, scan.manifest, fresh)
         finally:
             store.close()
         state.commit(collection, generation, fingerprint, scan.manifest)
@@ -198,6 +213,44 @@ def reindex(
             old_store.drop()
             old_store.close()
         return report
+
+
+def _build_bm25(
+    settings: Settings,
+    state: IndexState,
+    store: VectorStore,
+    generation: int,
+    manifest: Manifest,
+    fresh: dict[str, Chunk],
+) -> None:
+    """Write the BM25 index of `generation`: tokens come from the cache, the new chunks, or
+    (for chunks indexed before the cache existed) the store."""
+    sources = sorted(manifest)
+    ids = [cid for source in sources for cid in manifest[source].chunk_ids]
+    cache = TokenCache(state.token_cache_path)
+    try:
+        tokens = cache.get_many(ids)
+        missing = [cid for cid in ids if cid not in tokens]
+        stored = store.get([cid for cid in missing if cid not in fresh])
+        new = {
+            c.id: tokenize(c.embedding_text)
+            for c in [*(fresh[i] for i in missing if i in fresh), *stored]
+        }
+        cache.put_many(new.items())
+        tokens.update(new)
+        index = Bm25Index.build(
+            ids,
+            [source for source in sources for _ in manifest[source].chunk_ids],
+            [tokens[cid] for cid in ids],
+            settings.retrieval.bm25_backend,
+        )
+        path = state.bm25_path(store.collection_name, generation, settings.retrieval.bm25_backend)
+        shutil.rmtree(path, ignore_errors=True)  # left by an interrupted run
+        index.save(path)
+        cache.keep_only(set(ids))
+    finally:
+        cache.close()
+    log.info("built the BM25 index of generation %d: %d chunks", generation, len(ids))
 
 
 def _embed_into(

@@ -104,9 +104,9 @@ def search(
         result = SearchService(settings, build_embedder(settings.embedder)).search(query, top_k)
     except RagError as exc:
         raise _fail(exc) from exc
-    for rank, hit in enumerate(result.hits, start=1):
+    for rank, hit in enumerate(result.passages, start=1):
         where = " > ".join(hit.chunk.headings) or hit.chunk.title
-        typer.echo(f"{rank}. [{hit.score:.3f}] {hit.chunk.source} ({where})")
+        typer.echo(f"{rank}. [{hit.score:.4f}] {hit.chunk.source} ({where})")
         typer.echo("   " + hit.chunk.text[:300].replace("\n", " "))
 
 

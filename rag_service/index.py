@@ -4,6 +4,8 @@ Layout under ``data_dir``::
 
     CURRENT.json                      pointer to the served collection and generation
     manifests/<collection>.<gen>.json sources -> content hash and chunk ids, per generation
+    bm25/<collection>.<gen>.<backend>/ the BM25 index of a generation
+    bm25/tokens.sqlite                tokens by chunk id, so reindexing tokenises only new chunks
     chroma/                           the embedded Chroma database
     reindex.lock                      held by the one reindex allowed at a time
 
@@ -18,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -81,9 +84,14 @@ class IndexState:
         self.data_dir = data_dir
         self.pointer_path = data_dir / "CURRENT.json"
         self.manifest_dir = data_dir / "manifests"
+        self.bm25_dir = data_dir / "bm25"
+        self.token_cache_path = self.bm25_dir / "tokens.sqlite"
 
     def _manifest_path(self, collection: str, generation: int) -> Path:
         return self.manifest_dir / f"{collection}.{generation}.json"
+
+    def bm25_path(self, collection: str, generation: int, backend: str) -> Path:
+        return self.bm25_dir / f"{collection}.{generation}.{backend}"
 
     def current(self) -> IndexPointer | None:
         try:
@@ -114,6 +122,7 @@ class IndexState:
             self._manifest_path(collection, generation),
             {"sources": {source: asdict(entry) for source, entry in sorted(manifest.items())}},
         )
+        previous = self.current()
         pointer = IndexPointer(
             collection=collection,
             generation=generation,
@@ -123,14 +132,19 @@ class IndexState:
             committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         _write_atomically(self.pointer_path, asdict(pointer))
-        self._remove_manifests_except(pointer)
+        self._remove_files_except(pointer, previous)
         return pointer
 
-    def _remove_manifests_except(self, pointer: IndexPointer) -> None:
-        keep = {self._manifest_path(pointer.collection, pointer.generation).name}
+    def _remove_files_except(self, *keep: IndexPointer | None) -> None:
+        """Drop files of generations older than the previous one, which readers may still hold."""
+        stems = {f"{p.collection}.{p.generation}" for p in keep if p is not None}
         for path in self.manifest_dir.glob("*.json"):
-            if path.name not in keep:
+            if path.stem not in stems:
                 path.unlink(missing_ok=True)
+        if self.bm25_dir.is_dir():
+            for path in self.bm25_dir.iterdir():
+                if path.is_dir() and path.name.rsplit(".", 1)[0] not in stems:
+                    shutil.rmtree(path, ignore_errors=True)
 
     @contextlib.contextmanager
     def reindex_lock(self) -> Iterator[None]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rag_service.types import Chunk, ScoredChunk
+from rag_service.types import Chunk, ScoredChunk, ScoredId
 
 Vectors = NDArray[np.float32]
 
@@ -28,12 +28,34 @@ class Embedder(Protocol):
         ...
 
 
+class Retriever(Protocol):
+    """Ranks the chunks of one index generation for a query."""
+
+    def retrieve(
+        self, query: str, k: int, accept: Callable[[str], bool] | None = None
+    ) -> list[ScoredId]:
+        """The ``k`` best chunk ids; ``accept``, if given, filters on the chunk's source path."""
+        ...
+
+
+class Reranker(Protocol):
+    """Re-scores a short list of candidates against the query; higher is better."""
+
+    @property
+    def name(self) -> str: ...
+
+    def rerank(self, query: str, candidates: Sequence[Chunk]) -> list[float]: ...
+
+
 class VectorStore(Protocol):
     """Chunk vectors kept in generations, so a reindex never disturbs the index being served.
 
     A chunk is visible at generation ``g`` when ``added_in <= g < retired_in``. A reindex writes
     generation ``g + 1`` beside ``g`` and only the atomic switch of the index pointer publishes it.
     """
+
+    @property
+    def collection_name(self) -> str: ...
 
     @property
     def max_batch_size(self) -> int: ...
@@ -62,8 +84,18 @@ class VectorStore(Protocol):
         """Delete chunks retired at or before generation ``up_to``; returns how many."""
         ...
 
-    def search(self, vector: Vectors, k: int, generation: int) -> list[ScoredChunk]:
-        """The ``k`` chunks visible at ``generation`` nearest to ``vector`` by cosine similarity."""
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in this order; unknown ids are left out."""
+        ...
+
+    def search(
+        self,
+        vector: Vectors,
+        k: int,
+        generation: int,
+        accept: Callable[[Chunk], bool] | None = None,
+    ) -> list[ScoredChunk]:
+        """The ``k`` chunks visible at ``generation`` (and accepted) nearest to ``vector``."""
         ...
 
     def count(self) -> int:

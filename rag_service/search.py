@@ -3,32 +3,41 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rag_service.errors import IndexNotReady
 from rag_service.index import IndexPointer, IndexState, index_fingerprint
-from rag_service.protocols import Embedder, VectorStore
+from rag_service.protocols import Embedder, Reranker, VectorStore
+from rag_service.retrieval.bm25 import Bm25Index
+from rag_service.retrieval.hybrid import (
+    Bm25Retriever,
+    DenseRetriever,
+    HybridRetriever,
+    RetrievedPassage,
+    SearchFilters,
+)
 from rag_service.settings import Settings
 from rag_service.stores import open_store
-from rag_service.types import Chunk
 
 
 @dataclass(frozen=True)
-class SearchHit:
-    chunk: Chunk
-    score: float
-    dense_rank: int
-    dense_score: float
+class ServedIndex:
+    pointer: IndexPointer
+    store: VectorStore
+    retriever: HybridRetriever
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    hits: list[SearchHit]
+    passages: list[RetrievedPassage]
     pointer: IndexPointer
+    language: str
     timings_ms: dict[str, float]
+
+
+_NO_INDEX = "no index has been built yet; run `rag reindex`"
 
 
 class SearchService:
@@ -39,38 +48,54 @@ class SearchService:
     a client opened after another process's reindex sees what that reindex wrote.
     """
 
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None
+    ) -> None:
         self._settings = settings
         self._embedder = embedder
+        self._reranker = reranker
         self._state = IndexState(settings.data_dir)
         self._fingerprint = index_fingerprint(settings)
         self._switch = threading.Condition()
         self._in_flight = 0
         self._stamp: tuple[int, int] | None = None
-        self._served: tuple[IndexPointer, VectorStore] | None = None
+        self._served: ServedIndex | None = None
 
-    def _load(self) -> tuple[IndexPointer, VectorStore]:
+    def _load(self) -> ServedIndex:
         pointer = self._state.current()
         if pointer is None:
-            raise IndexNotReady("no index has been built yet; run `rag reindex`")
+            raise IndexNotReady(_NO_INDEX)
         if pointer.fingerprint != self._fingerprint:
             raise IndexNotReady(
                 "the index was built with other embedding or chunking settings; "
                 "run `rag reindex` with this service's settings"
             )
-        return pointer, open_store(self._settings, pointer.collection)
+        backend = self._settings.retrieval.bm25_backend
+        bm25_path = self._state.bm25_path(pointer.collection, pointer.generation, backend)
+        if not bm25_path.exists():
+            raise IndexNotReady(f"the {backend} index is missing; run `rag reindex`")
+        bm25 = Bm25Index.load(bm25_path, backend)
+        store = open_store(self._settings, pointer.collection)
+        retriever = HybridRetriever(
+            Bm25Retriever(bm25),
+            DenseRetriever(self._embedder, store, pointer.generation),
+            store,
+            self._settings.retrieval,
+            self._reranker,
+        )
+        return ServedIndex(pointer, store, retriever)
 
     @contextmanager
-    def current(self) -> Iterator[tuple[IndexPointer, VectorStore]]:
+    def current(self) -> Iterator[ServedIndex]:
         """The committed index, held open (not switched away from) while the block runs."""
         stamp = self._state.pointer_stamp()
         if stamp is None:
-            raise IndexNotReady("no index has been built yet; run `rag reindex`")
+            raise IndexNotReady(_NO_INDEX)
         with self._switch:
             if stamp != self._stamp or self._served is None:
                 self._switch.wait_for(lambda: self._in_flight == 0)
                 if self._served is not None:
-                    self._served[1].close()
+                    self._served.store.close()
                     self._served = None
                 self._served, self._stamp = self._load(), stamp
             served = self._served
@@ -86,23 +111,12 @@ class SearchService:
         with self._switch:
             self._switch.wait_for(lambda: self._in_flight == 0)
             if self._served is not None:
-                self._served[1].close()
+                self._served.store.close()
             self._served, self._stamp = None, None
 
-    def search(self, query: str, top_k: int) -> SearchResult:
-        started = time.perf_counter()
-        vector = self._embedder.embed_query(query)
-        embedded = time.perf_counter()
-        with self.current() as (pointer, store):
-            scored = store.search(vector, top_k, pointer.generation)
-        done = time.perf_counter()
-        hits = [
-            SearchHit(s.chunk, s.score, dense_rank=rank, dense_score=s.score)
-            for rank, s in enumerate(scored, start=1)
-        ]
-        timings = {
-            "embed": (embedded - started) * 1000,
-            "search": (done - embedded) * 1000,
-            "total": (done - started) * 1000,
-        }
-        return SearchResult(hits, pointer, timings)
+    def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> SearchResult:
+        with self.current() as served:
+            retrieval = served.retriever.search(query, top_k, filters)
+        return SearchResult(
+            retrieval.passages, served.pointer, retrieval.language, retrieval.timings_ms
+        )

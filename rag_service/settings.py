@@ -40,6 +40,24 @@ class ChunkingSettings(BaseModel):
         return self
 
 
+class RetrievalSettings(BaseModel):
+    """Defaults come from the development sets (README, *Evaluation*), not from guesses."""
+
+    bm25_backend: str = Field("bm25s", description="bm25s or rank-bm25.")
+    fusion: str = Field("rrf", pattern="^(rrf|score)$", description="rrf or score.")
+    rrf_k: int = Field(60, ge=1)
+    # MiniLM reads little Chinese (most characters become [UNK]), so for Chinese queries the
+    # dense list gets a smaller say; a multilingual embedder would want these raised.
+    bm25_weight_en: float = Field(1.0, ge=0)
+    dense_weight_en: float = Field(1.0, ge=0)
+    bm25_weight_zh: float = Field(1.0, ge=0)
+    dense_weight_zh: float = Field(0.2, ge=0)
+    candidates: int = Field(50, ge=1, le=1000, description="Depth of each list before fusion.")
+    reranker: str = Field("none", description="none, cross-encoder or lexical.")
+    reranker_model: str = Field("", description="Model id or path for the cross-encoder.")
+    rerank_depth: int = Field(20, ge=1, le=200, description="Fused candidates reranked.")
+
+
 class StoreSettings(BaseModel):
     backend: str = Field("chroma", description="Vector store backend name.")
     collection_prefix: str = Field(
@@ -65,5 +83,6 @@ class Settings(BaseSettings):
     corpus_dir: Path = Field(Path("corpus"), description="Folder indexed by `rag reindex`.")
     embedder: EmbedderSettings = EmbedderSettings()
     chunking: ChunkingSettings = ChunkingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()

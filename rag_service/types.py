@@ -54,6 +54,12 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class ScoredId:
+    chunk_id: str
+    score: float
+
+
+@dataclass(frozen=True)
 class ScoredChunk:
     chunk: Chunk
     score: float  # higher is better; for dense search, cosine similarity

@@ -7,7 +7,7 @@ model, which this service must never do.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,26 @@ class ChromaStore:
         self._delete(ids)
         return len(ids)
 
-    def search(self, vector: Vectors, k: int, generation: int) -> list[ScoredChunk]:
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        found: dict[str, Chunk] = {}
+        for batch in _batches(ids, self.max_batch_size):
+            result = self._collection.get(ids=list(batch), include=["documents", "metadatas"])
+            for chunk_id, doc, meta in zip(
+                result["ids"],
+                result["documents"] or [],
+                result["metadatas"] or [],
+                strict=True,
+            ):
+                found[chunk_id] = Chunk.from_record(chunk_id, doc or "", dict(meta))
+        return [found[i] for i in ids if i in found]
+
+    def search(
+        self,
+        vector: Vectors,
+        k: int,
+        generation: int,
+        accept: Callable[[Chunk], bool] | None = None,
+    ) -> list[ScoredChunk]:
         total = self._collection.count()
         # Chunks of other generations are filtered out after the search: they exist only around a
         # reindex and are few, so asking for a few more is cheaper than a metadata pre-filter.
@@ -132,6 +151,8 @@ class ChromaStore:
                 # A reader's in-memory HNSW can still hold rows another process just deleted.
                 if meta is not None and int(meta[_ADDED]) <= generation < int(meta[_RETIRED])  # type: ignore[arg-type]
             ]
+            if accept is not None:
+                hits = [hit for hit in hits if accept(hit.chunk)]
             if len(hits) >= k or n_results >= total:
                 return hits[:k]
             n_results = min(total, n_results * 4)

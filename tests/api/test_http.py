@@ -117,8 +117,17 @@ def test_serves_each_new_generation_without_restart(
     assert top["source"] == "llama.md" and top["title"] == "Llamas"
     assert top["text"] == "# Llamas\n\nLlamas are domesticated South American camelids."
     assert (docs / "llama.md").read_text()[top["start"] : top["end"]] == top["text"]
-    assert top["detail"]["dense_rank"] == 1 and 0 < top["score"] <= 1
-    assert set(body["timings_ms"]) == {"embed", "search", "total"}
+    assert top["detail"]["dense_rank"] == 1 and top["detail"]["bm25_rank"] == 1
+    assert top["detail"]["fused_score"] == top["score"] and top["detail"]["rerank_score"] is None
+    assert body["language"] == "en"
+    assert set(body["timings_ms"]) == {"bm25", "dense", "fusion", "rerank_and_fetch", "total"}
+
+    zh = httpx.post(search, json={"query": "什麼是嵌入？", "top_k": 1}).json()  # Traditional script
+    assert zh["language"] == "zh" and zh["passages"][0]["source"] == "嵌入.md"
+    filtered = httpx.post(
+        search, json={"query": "South American camelids", "filters": {"sources": ["嵌入.md"]}}
+    ).json()
+    assert [p["source"] for p in filtered["passages"]] == ["嵌入.md"]
 
     # A reindex by another writer is picked up on the next request: new text found, old gone.
     (docs / "llama.md").unlink()

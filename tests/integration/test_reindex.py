@@ -41,7 +41,7 @@ def sources_found(
 ) -> list[str]:
     service = SearchService(settings, embedder)
     try:
-        return [hit.chunk.source for hit in service.search(query, k).hits]
+        return [hit.chunk.source for hit in service.search(query, k).passages]
     finally:
         service.close()
 

@@ -18,8 +18,8 @@ def healthz() -> dict[str, str]:
 @router.get("/v1/index")
 def index_status(search: SearchDep) -> dict[str, Any]:
     """The index being served: 503 problem if there is none yet."""
-    with search.current() as (pointer, _):
-        pass
+    with search.current() as served:
+        pointer = served.pointer
     return {
         "collection": pointer.collection,
         "generation": pointer.generation,

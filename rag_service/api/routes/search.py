@@ -4,10 +4,22 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag_service.api.deps import SearchDep
-from rag_service.search import SearchHit
+from rag_service.retrieval.hybrid import RetrievedPassage, SearchFilters
 from rag_service.types import NO_PAGE
 
 router = APIRouter(tags=["retrieval"])
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] | None = Field(None, description="Only these source paths.")
+    source_prefix: str | None = Field(None, description="Only sources under this path prefix.")
+
+    def to_search(self) -> SearchFilters:
+        return SearchFilters(
+            frozenset(self.sources) if self.sources is not None else None, self.source_prefix
+        )
 
 
 class SearchRequest(BaseModel):
@@ -15,6 +27,7 @@ class SearchRequest(BaseModel):
 
     query: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(5, ge=1, le=100)
+    filters: Filters | None = None
 
     @field_validator("query")
     @classmethod
@@ -25,8 +38,12 @@ class SearchRequest(BaseModel):
 
 
 class StageDetail(BaseModel):
-    dense_rank: int
-    dense_score: float
+    bm25_rank: int | None
+    bm25_score: float | None
+    dense_rank: int | None
+    dense_score: float | None
+    fused_score: float
+    rerank_score: float | None
 
 
 class Passage(BaseModel):
@@ -42,7 +59,7 @@ class Passage(BaseModel):
     detail: StageDetail
 
     @classmethod
-    def of(cls, hit: SearchHit) -> Passage:
+    def of(cls, hit: RetrievedPassage) -> Passage:
         c = hit.chunk
         return cls(
             chunk_id=c.id,
@@ -54,12 +71,20 @@ class Passage(BaseModel):
             end=c.end,
             page=None if c.page == NO_PAGE else c.page,
             score=hit.score,
-            detail=StageDetail(dense_rank=hit.dense_rank, dense_score=hit.dense_score),
+            detail=StageDetail(
+                bm25_rank=hit.bm25_rank,
+                bm25_score=hit.bm25_score,
+                dense_rank=hit.dense_rank,
+                dense_score=hit.dense_score,
+                fused_score=hit.fused_score,
+                rerank_score=hit.rerank_score,
+            ),
         )
 
 
 class SearchResponse(BaseModel):
     query: str
+    language: str
     passages: list[Passage]
     generation: int
     timings_ms: dict[str, float]
@@ -67,10 +92,12 @@ class SearchResponse(BaseModel):
 
 @router.post("/v1/search")
 def search(body: SearchRequest, service: SearchDep) -> SearchResponse:
-    result = service.search(body.query, body.top_k)
+    filters = body.filters.to_search() if body.filters else None
+    result = service.search(body.query, body.top_k, filters)
     return SearchResponse(
         query=body.query,
-        passages=[Passage.of(hit) for hit in result.hits],
+        language=result.language,
+        passages=[Passage.of(hit) for hit in result.passages],
         generation=result.pointer.generation,
         timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
     )

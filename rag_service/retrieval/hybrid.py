@@ -1,0 +1,166 @@
+"""Hybrid retrieval: BM25 and dense lists, fused, optionally reranked, with per-stage detail."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag_service.protocols import Embedder, Reranker, Retriever, VectorStore
+from rag_service.retrieval.bm25 import Bm25Index
+from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
+from rag_service.retrieval.tokenize import tokenize
+from rag_service.settings import RetrievalSettings
+from rag_service.types import Chunk, ScoredId
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def query_language(text: str) -> str:
+    """'zh' when at least a third of the letters are Chinese characters, else 'en'."""
+    letters = len(_LETTER.findall(text))
+    return "zh" if letters and len(_CJK.findall(text)) * 3 >= letters else "en"
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    sources: frozenset[str] | None = None
+    source_prefix: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.sources is not None or self.source_prefix is not None
+
+    def accepts(self, source: str) -> bool:
+        if self.sources is not None and source not in self.sources:
+            return False
+        return self.source_prefix is None or source.startswith(self.source_prefix)
+
+
+class DenseRetriever:
+    def __init__(self, embedder: Embedder, store: VectorStore, generation: int) -> None:
+        self._embedder = embedder
+        self._store = store
+        self._generation = generation
+
+    def retrieve(
+        self, query: str, k: int, accept: Callable[[str], bool] | None = None
+    ) -> list[ScoredId]:
+        hits = self._store.search(
+            self._embedder.embed_query(query),
+            k,
+            self._generation,
+            None if accept is None else (lambda chunk: accept(chunk.source)),
+        )
+        return [ScoredId(hit.chunk.id, hit.score) for hit in hits]
+
+
+class Bm25Retriever:
+    def __init__(self, index: Bm25Index) -> None:
+        self._index = index
+
+    def retrieve(
+        self, query: str, k: int, accept: Callable[[str], bool] | None = None
+    ) -> list[ScoredId]:
+        return self._index.search(tokenize(query), k, accept)
+
+
+@dataclass(frozen=True)
+class RetrievedPassage:
+    chunk: Chunk
+    score: float  # the final ranking score: rerank score if reranked, else fused score
+    fused_score: float
+    bm25_rank: int | None
+    bm25_score: float | None
+    dense_rank: int | None
+    dense_score: float | None
+    rerank_score: float | None
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    passages: list[RetrievedPassage]
+    language: str
+    timings_ms: dict[str, float]
+
+
+class HybridRetriever:
+    def __init__(
+        self,
+        bm25: Retriever,
+        dense: Retriever,
+        store: VectorStore,
+        settings: RetrievalSettings,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self._bm25 = bm25
+        self._dense = dense
+        self._store = store
+        self._settings = settings
+        self._reranker = reranker
+
+    def weights(self, language: str) -> tuple[float, float]:
+        s = self._settings
+        if language == "zh":
+            return s.bm25_weight_zh, s.dense_weight_zh
+        return s.bm25_weight_en, s.dense_weight_en
+
+    def fuse(self, bm25: list[ScoredId], dense: list[ScoredId], language: str) -> list[ScoredId]:
+        weights = self.weights(language)
+        if self._settings.fusion == "score":
+            return weighted_score_fusion([bm25, dense], weights)
+        return reciprocal_rank_fusion([bm25, dense], weights, k=self._settings.rrf_k)
+
+    def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> Retrieval:
+        accept = filters.accepts if filters is not None and filters.active else None
+        depth = max(self._settings.candidates, top_k)
+        language = query_language(query)
+        clock = time.perf_counter()
+        bm25 = self._bm25.retrieve(query, depth, accept)
+        t_bm25 = time.perf_counter()
+        dense = self._dense.retrieve(query, depth, accept)
+        t_dense = time.perf_counter()
+        fused = self.fuse(bm25, dense, language)
+        t_fused = time.perf_counter()
+
+        keep = max(top_k, self._settings.rerank_depth) if self._reranker else top_k
+        shortlist = fused[:keep]
+        chunks = self._store.get([hit.chunk_id for hit in shortlist])
+        by_id = {chunk.id: chunk for chunk in chunks}
+        shortlist = [hit for hit in shortlist if hit.chunk_id in by_id]
+        rerank_scores: dict[str, float] = {}
+        if self._reranker is not None and shortlist:
+            scores = self._reranker.rerank(query, [by_id[hit.chunk_id] for hit in shortlist])
+            rerank_scores = {h.chunk_id: s for h, s in zip(shortlist, scores, strict=True)}
+            shortlist.sort(key=lambda hit: -rerank_scores[hit.chunk_id])
+        t_rerank = time.perf_counter()
+
+        bm25_pos = {hit.chunk_id: (rank, hit.score) for rank, hit in enumerate(bm25, start=1)}
+        dense_pos = {hit.chunk_id: (rank, hit.score) for rank, hit in enumerate(dense, start=1)}
+        passages = []
+        for hit in shortlist[:top_k]:
+            b_rank, b_score = bm25_pos.get(hit.chunk_id, (None, None))
+            d_rank, d_score = dense_pos.get(hit.chunk_id, (None, None))
+            rerank = rerank_scores.get(hit.chunk_id)
+            passages.append(
+                RetrievedPassage(
+                    chunk=by_id[hit.chunk_id],
+                    score=rerank if rerank is not None else hit.score,
+                    fused_score=hit.score,
+                    bm25_rank=b_rank,
+                    bm25_score=b_score,
+                    dense_rank=d_rank,
+                    dense_score=d_score,
+                    rerank_score=rerank,
+                )
+            )
+        timings = {
+            "bm25": (t_bm25 - clock) * 1000,
+            "dense": (t_dense - t_bm25) * 1000,
+            "fusion": (t_fused - t_dense) * 1000,
+            "rerank_and_fetch": (t_rerank - t_fused) * 1000,
+            "total": (t_rerank - clock) * 1000,
+        }
+        return Retrieval(passages, language, timings)
