@@ -22,6 +22,7 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def _fail(exc: RagError) -> typer.Exit:
@@ -96,18 +97,59 @@ def search(
 ) -> None:
     """Print the passages that best match a query."""
     from rag_service.embedders import build_embedder
+    from rag_service.rerankers import build_reranker
     from rag_service.search import SearchService
 
     _configure_logging(verbose=False)
     settings = Settings()
     try:
-        result = SearchService(settings, build_embedder(settings.embedder)).search(query, top_k)
+        embedder = build_embedder(settings.embedder)
+        reranker = build_reranker(settings.retrieval)
+        result = SearchService(settings, embedder, reranker).search(query, top_k)
     except RagError as exc:
         raise _fail(exc) from exc
     for rank, hit in enumerate(result.passages, start=1):
         where = " > ".join(hit.chunk.headings) or hit.chunk.title
         typer.echo(f"{rank}. [{hit.score:.4f}] {hit.chunk.source} ({where})")
         typer.echo("   " + hit.chunk.text[:300].replace("\n", " "))
+
+
+@app.command(name="eval")
+def evaluate(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder with corpus.jsonl + questions.jsonl, or with QUESTIONS.jsonl."
+        ),
+    ],
+    baselines: Annotated[
+        bool,
+        typer.Option("--baselines", help="Also run BM25 only, dense only and LangChain's recipe."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    cache: Annotated[
+        Path, typer.Option(help="Embedding cache, shared by runs and systems.")
+    ] = Path("data/eval-cache/embeddings.sqlite"),
+) -> None:
+    """Retrieval quality (Recall@1/5/10, MRR@10, nDCG@10) and latency on a question set."""
+    from rag_service.evaluation.runner import evaluate as run_evaluation
+
+    _configure_logging(verbose=not as_json)
+    try:
+        result = run_evaluation(
+            dataset, Settings(), baselines=baselines, cache_path=cache, limit=limit
+        )
+    except RagError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    typer.echo(f"{result['dataset']}: {result['questions']} questions, {result['chunks']} chunks")
+    keys = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "p50_ms", "p95_ms"]
+    typer.echo(f"{'system':<20}" + "".join(f"{k:>11}" for k in keys))
+    for name, metrics in result["systems"].items():
+        typer.echo(f"{name:<20}" + "".join(f"{metrics[k]:>11.3f}" for k in keys))
 
 
 @app.command()

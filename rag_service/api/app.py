@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.routes import health, search
 from rag_service.embedders import build_embedder
+from rag_service.rerankers import build_reranker
 from rag_service.search import SearchService
 from rag_service.settings import Settings
 
@@ -22,10 +23,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedder = build_embedder(settings.embedder)
-        warm_up = getattr(embedder, "warm_up", None)
-        if warm_up is not None:  # load the model now, not on the first request
-            await anyio.to_thread.run_sync(warm_up)
-        app.state.search = SearchService(settings, embedder)
+        reranker = build_reranker(settings.retrieval)
+        for component in (embedder, reranker):
+            warm_up = getattr(component, "warm_up", None)
+            if warm_up is not None:  # load models now, not on the first request
+                await anyio.to_thread.run_sync(warm_up)
+        app.state.search = SearchService(settings, embedder, reranker)
         yield
         app.state.search.close()
 

@@ -95,8 +95,8 @@ class HybridRetriever:
         settings: RetrievalSettings,
         reranker: Reranker | None = None,
     ) -> None:
-        self._bm25 = bm25
-        self._dense = dense
+        self.bm25 = bm25
+        self.dense = dense
         self._store = store
         self._settings = settings
         self._reranker = reranker
@@ -118,9 +118,9 @@ class HybridRetriever:
         depth = max(self._settings.candidates, top_k)
         language = query_language(query)
         clock = time.perf_counter()
-        bm25 = self._bm25.retrieve(query, depth, accept)
+        bm25 = self.bm25.retrieve(query, depth, accept)
         t_bm25 = time.perf_counter()
-        dense = self._dense.retrieve(query, depth, accept)
+        dense = self.dense.retrieve(query, depth, accept)
         t_dense = time.perf_counter()
         fused = self.fuse(bm25, dense, language)
         t_fused = time.perf_counter()

@@ -1,0 +1,1 @@
+"""`rag eval`: retrieval quality and latency on question sets, against baselines."""
