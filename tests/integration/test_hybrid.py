@@ -1,0 +1,139 @@
+"""Hybrid retrieval end to end, in the style of Haystack's hybrid-pipeline test: the real MiniLM
+embedder, a real Chroma, a handful of passages, and assertions on what ranks first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ingest.pipeline import reindex
+from rag_service.cli import app
+from rag_service.index import IndexState
+from rag_service.retrieval.bm25 import TokenCache
+from rag_service.retrieval.hybrid import SearchFilters
+from rag_service.search import SearchService
+from rag_service.settings import Settings
+from tests.conftest import DATA, CountingEmbedder
+
+pytestmark = pytest.mark.integration
+
+PASSAGES = {
+    "llama.md": "# Llamas\n\nLlamas are domesticated South American camelids.\n",
+    "errors.md": "# Error codes\n\nError E4021 means the disk quota was exceeded.\n",
+    "paris.md": "# Paris\n\nParis is the capital and most populous city of France.\n",
+    "向量.md": "# 向量数据库\n\n向量数据库按余弦相似度检索最相近的片段，常用的近似最近邻算法是HNSW。\n",
+    "专家.md": "# 混合专家\n\n混合专家模型用门控网络为每个词元选择少数几个专家。\n",
+}
+
+
+@pytest.fixture
+def service(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[SearchService]:
+    docs = tmp_path / "passages"
+    docs.mkdir()
+    for name, text in PASSAGES.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=docs)  # type: ignore[call-arg]
+    reindex(settings, embedder=embedder)
+    service = SearchService(settings, embedder)
+    yield service
+    service.close()
+
+
+def test_only_dense_finds_a_paraphrase(service: SearchService) -> None:
+    # No word in common with the passage, so BM25 cannot see it; the embedder can.
+    top = service.search("Which pack animals come from the Andes?", 3).passages[0]
+    assert top.chunk.source == "llama.md"
+    assert top.bm25_rank is None and top.dense_rank == 1
+
+
+def test_only_bm25_finds_an_exact_code(service: SearchService) -> None:
+    top = service.search("E4021", 3).passages[0]
+    assert top.chunk.source == "errors.md" and top.bm25_rank == 1
+
+
+def test_chinese_question_is_answered_through_bm25(service: SearchService) -> None:
+    result = service.search("混合專家模型怎樣選擇專家？", 3)  # Traditional script
+    assert result.language == "zh"
+    assert result.passages[0].chunk.source == "专家.md"
+    assert result.passages[0].bm25_rank == 1
+
+
+def test_both_lists_agree_on_an_easy_question(service: SearchService) -> None:
+    top = service.search("What is the capital of France?", 3).passages[0]
+    assert top.chunk.source == "paris.md"
+    assert top.bm25_rank == 1 and top.dense_rank == 1
+
+
+def test_filters_restrict_sources(service: SearchService) -> None:
+    filters = SearchFilters(source_prefix="向")
+    passages = service.search("capital of France", 5, filters).passages
+    assert [p.chunk.source for p in passages] == ["向量.md"]
+
+
+def test_reindex_tokenises_only_new_chunks_and_switching_bm25_backend_rebuilds(
+    make_settings: Callable[..., Settings], embedder: CountingEmbedder, docs: Path
+) -> None:
+    settings = make_settings()
+    reindex(settings, embedder=embedder)
+    state = IndexState(settings.data_dir)
+    pointer = state.current()
+    assert pointer is not None
+    assert state.bm25_path(pointer.collection, 1, "bm25s").is_dir()
+    cache = TokenCache(state.token_cache_path)
+    ids = [cid for e in state.manifest(pointer).values() for cid in e.chunk_ids]
+    assert set(cache.get_many(ids)) == set(ids)
+    cache.close()
+
+    other = make_settings(retrieval={"bm25_backend": "rank-bm25"})
+    report = reindex(other, embedder=embedder)
+    assert report.generation is None  # no new generation, just the other BM25 index
+    assert state.bm25_path(pointer.collection, 1, "rank-bm25").is_dir()
+    service = SearchService(other, embedder)
+    try:
+        assert (
+            service.search("BM25 saturation parameter k1", 1).passages[0].chunk.source
+            == "guides/bm25.txt"
+        )
+    finally:
+        service.close()
+
+
+def test_eval_command_scores_every_system(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(DATA / "evalset"),
+            "--baselines",
+            "--json",
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dataset"] == "evalset" and report["questions"] == 5
+    assert set(report["systems"]) == {"ours", "bm25", "dense", "langchain_ensemble"}
+    for metrics in report["systems"].values():
+        assert set(metrics) == {
+            "recall@1",
+            "recall@5",
+            "recall@10",
+            "mrr@10",
+            "ndcg@10",
+            "p50_ms",
+            "p95_ms",
+        }
+        assert (
+            0 <= metrics["ndcg@10"] <= 1
+            and metrics["recall@10"] >= metrics["recall@5"] >= metrics["recall@1"]
+        )
+    assert report["systems"]["ours"]["recall@1"] == 1.0
+    # LangChain's whitespace BM25 and MiniLM cannot both rescue the Chinese questions.
+    assert (
+        report["systems"]["langchain_ensemble"]["ndcg@10"] <= report["systems"]["ours"]["ndcg@10"]
+    )
