@@ -105,6 +105,10 @@ class Splitter:
                 continue  # its heading lives on in the heading path of what follows
             cursor = 0
             for piece in self._splitter.split_text(section_text):
+                if _is_only_heading(piece):
+                    # A heading split off from a long first paragraph: as a chunk it would match
+                    # its title words and nothing else; the heading path already carries it.
+                    continue
                 found = section_text.find(piece, cursor)
                 local = found if found >= 0 else section_text.find(piece)
                 cursor = local + 1

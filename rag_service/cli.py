@@ -22,7 +22,6 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def _fail(exc: RagError) -> typer.Exit:

@@ -31,7 +31,7 @@ from rag_service.errors import IndexBusy
 from rag_service.settings import Settings
 
 # Bump when splitting or chunk-id rules change, so old indexes are rebuilt rather than mixed.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 
 
 def index_fingerprint(settings: Settings) -> str:

@@ -32,9 +32,8 @@ def build_langchain_ensemble(
         def embed_query(self, text: str) -> list[float]:
             return embedder.embed_query(text).tolist()  # type: ignore[no-any-return]
 
-    documents = [
-        Document(page_content=c.embedding_text, metadata={"source": c.source}) for c in chunks
-    ]
+    # Both retrievers return the same chunk texts, as in the recipe, so the ensemble merges them.
+    documents = [Document(page_content=c.text, metadata={"source": c.source}) for c in chunks]
     bm25 = BM25Retriever.from_documents(documents, k=k)
     dense = Chroma(
         client=chroma_client, collection_name=collection_name, embedding_function=SameEmbedder()

@@ -8,6 +8,7 @@ an option. Tokens are cached by chunk id, so a reindex tokenises only the chunks
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -31,23 +32,27 @@ class _Scorer(Protocol):
     def save(self, path: Path) -> None: ...
 
 
+def _bm25s() -> Any:
+    import bm25s
+
+    # bm25s sets its logger to DEBUG when imported; its per-call messages are noise here.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 class _Bm25sScorer:
     def __init__(self, model: Any) -> None:
         self._model = model
 
     @classmethod
     def build(cls, token_lists: Sequence[list[str]]) -> _Bm25sScorer:
-        import bm25s
-
-        model = bm25s.BM25(k1=K1, b=B)
+        model = _bm25s().BM25(k1=K1, b=B)
         model.index(list(token_lists), show_progress=False)
         return cls(model)
 
     @classmethod
     def load(cls, path: Path) -> _Bm25sScorer:
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(path / "bm25s")))
+        return cls(_bm25s().BM25.load(str(path / "bm25s")))
 
     def scores(self, tokens: list[str]) -> NDArray[np.float32]:
         ids = self._model.get_tokens_ids(tokens)

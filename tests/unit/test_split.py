@@ -78,3 +78,10 @@ def test_pdf_chunks_know_their_page() -> None:
     chunks = split(doc, size=100, overlap=0)
     assert {c.page for c in chunks if "alpha" in c.text} == {1}
     assert {c.page for c in chunks if "beta" in c.text} == {2}
+
+
+def test_a_heading_split_off_a_long_paragraph_is_not_a_chunk() -> None:
+    text = "# Title\n\n" + "A long first paragraph without breaks. " * 10
+    chunks = split(load_document("t.md", text.encode()), size=200, overlap=0)
+    assert chunks and all(c.text.strip() != "# Title" for c in chunks)
+    assert all(c.headings == ("Title",) for c in chunks)
