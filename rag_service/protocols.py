@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from rag_service.types import Chunk, ScoredChunk, ScoredId
+from rag_service.types import Chunk, ScoredId
 
 Vectors = NDArray[np.float32]
 
@@ -93,9 +93,10 @@ class VectorStore(Protocol):
         vector: Vectors,
         k: int,
         generation: int,
-        accept: Callable[[Chunk], bool] | None = None,
-    ) -> list[ScoredChunk]:
-        """The ``k`` chunks visible at ``generation`` (and accepted) nearest to ``vector``."""
+        accept: Callable[[str], bool] | None = None,
+    ) -> list[ScoredId]:
+        """The ``k`` chunks visible at ``generation`` nearest to ``vector`` by cosine similarity;
+        ``accept``, if given, filters on the chunk's source path."""
         ...
 
     def count(self) -> int:

@@ -57,9 +57,3 @@ class Chunk:
 class ScoredId:
     chunk_id: str
     score: float
-
-
-@dataclass(frozen=True)
-class ScoredChunk:
-    chunk: Chunk
-    score: float  # higher is better; for dense search, cosine similarity

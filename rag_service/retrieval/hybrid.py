@@ -48,13 +48,7 @@ class DenseRetriever:
     def retrieve(
         self, query: str, k: int, accept: Callable[[str], bool] | None = None
     ) -> list[ScoredId]:
-        hits = self._store.search(
-            self._embedder.embed_query(query),
-            k,
-            self._generation,
-            None if accept is None else (lambda chunk: accept(chunk.source)),
-        )
-        return [ScoredId(hit.chunk.id, hit.score) for hit in hits]
+        return self._store.search(self._embedder.embed_query(query), k, self._generation, accept)
 
 
 class Bm25Retriever:
