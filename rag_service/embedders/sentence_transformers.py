@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag_service.embedders.base import LazyEmbedder
 from rag_service.errors import ConfigError
 from rag_service.protocols import Vectors
 from rag_service.settings import DEFAULT_EMBEDDING_MODEL
@@ -30,20 +29,13 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(LazyEmbedder):
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 4) -> None:
-        self._model_name = model
+        super().__init__(model, batch_size=batch_size)
         self._device = device
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
 
-    @property
-    def model_id(self) -> str:
-        return self._model_name
-
-    @cached_property
-    def _model(self) -> SentenceTransformer:
-        path = resolve_model_path(self._model_name)
+    def _load(self) -> SentenceTransformer:
+        path = resolve_model_path(self._model_id)
         if Path(path).is_dir():
             # Everything is on disk: never let transformers wait on a network that is not there.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,11 +47,7 @@ class SentenceTransformerEmbedder:
         try:
             return SentenceTransformer(path, device=self._device)
         except OSError as exc:
-            raise ConfigError(f"cannot load embedding model {self._model_name!r}: {exc}") from exc
-
-    def warm_up(self) -> None:
-        with self._lock:
-            _ = self._model
+            raise ConfigError(f"cannot load embedding model {self._model_id!r}: {exc}") from exc
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if not texts:
@@ -74,7 +62,3 @@ class SentenceTransformerEmbedder:
             )
         result: Vectors = np.asarray(vectors, dtype=np.float32)
         return result
-
-    def embed_query(self, text: str) -> Vectors:
-        vector: Vectors = self.embed_documents([text])[0]
-        return vector
