@@ -13,6 +13,7 @@ from rag_service.api.errors import install_error_handlers
 from rag_service.api.routes import health, search
 from rag_service.embedders import build_embedder
 from rag_service.rerankers import build_reranker
+from rag_service.retrieval.tokenize import tokenize
 from rag_service.search import SearchService
 from rag_service.settings import Settings
 
@@ -28,6 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             warm_up = getattr(component, "warm_up", None)
             if warm_up is not None:  # load models now, not on the first request
                 await anyio.to_thread.run_sync(warm_up)
+        # The first query would otherwise pay for jieba's dictionary (~1 s) and torch's first run.
+        await anyio.to_thread.run_sync(tokenize, "预热 warm-up")
+        await anyio.to_thread.run_sync(embedder.embed_query, "warm-up")
         app.state.search = SearchService(settings, embedder, reranker)
         yield
         app.state.search.close()
