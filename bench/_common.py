@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -50,7 +49,3 @@ def materialise_eval_corpus(name: str, target: Path) -> Path:
             text = f"{doc['title']}\n\n{doc['text']}" if doc.get("title") else doc["text"]
             (target / f"{safe_id}.txt").write_text(text, encoding="utf-8")
     return target
-
-
-def peak_rss_self_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

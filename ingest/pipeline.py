@@ -4,8 +4,9 @@
    changed files are loaded and split (a file that fails keeps its previous chunks, if any).
 2. Plan: chunk ids come from content, so only ids the served generation lacks are embedded;
    ids it has but the folder no longer produces are retired.
-3. Write generation g+1 beside g (adding, re-labelling, retiring), then commit the manifest
-   and switch the pointer atomically. Nothing changed: nothing is opened or written.
+3. Write generation g+1 beside g (adding, re-labelling, retiring) and its BM25 index, then
+   commit the manifest and switch the pointer atomically. Nothing changed: nothing is opened or
+   written (unless the configured BM25 backend has no index yet for the served generation).
 
 A reindex that dies before the switch leaves generation g serving exactly as before; the next
 run adopts the vectors it had already written and discards the rest.
