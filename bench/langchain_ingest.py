@@ -13,22 +13,11 @@ from pathlib import Path
 
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
+from rag_service.evaluation.langchain_baseline import langchain_embeddings
 from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
-
-
-class SameEmbedder(Embeddings):
-    def __init__(self) -> None:
-        self._inner = SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._inner.embed_documents(texts).tolist()  # type: ignore[no-any-return]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._inner.embed_query(text).tolist()  # type: ignore[no-any-return]
 
 
 def main(folder: Path, persist_dir: Path) -> None:
@@ -44,7 +33,7 @@ def main(folder: Path, persist_dir: Path) -> None:
     chunks = splitter.split_documents(documents)
     Chroma.from_documents(
         chunks,
-        embedding=SameEmbedder(),
+        embedding=langchain_embeddings(SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL)),
         persist_directory=str(persist_dir),
         collection_metadata={"hnsw:space": "cosine"},
     )
