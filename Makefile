@@ -3,15 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run index test lint bench clean
+.PHONY: install install-dev run index test lint bench clean
+
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock
 
 # requirements.lock pins every transitive dependency; pyproject.toml says what we depend on.
-$(BIN)/.installed: pyproject.toml requirements.lock
+# Running the service needs only the package; the tests also need the tools, the LangChain
+# baseline and llama.cpp (built from source the first time, about 10 minutes).
+$(BIN)/.installed-run: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
+	$(PIP) -e .
 	touch $@
 
-install: $(BIN)/.installed
+$(BIN)/.installed-dev: $(BIN)/.installed-run
+	$(PIP) -e '.[dev,bench,llamacpp]'
+	touch $@
+
+install: $(BIN)/.installed-run
+
+install-dev: $(BIN)/.installed-dev
 
 # Incremental: a no-op when the corpus has not changed since the last run.
 index: install
@@ -23,7 +33,7 @@ run: index
 test: lint
 	$(BIN)/python -m pytest
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

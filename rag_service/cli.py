@@ -113,6 +113,46 @@ def search(
         typer.echo("   " + hit.chunk.text[:300].replace("\n", " "))
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", "-k", min=1, max=20, help="Passages in the prompt.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Answer a question from the indexed documents, with its sources."""
+    from rag_service.api.routes.ask import AskResponse
+    from rag_service.embedders import build_embedder
+    from rag_service.pipeline import Question, build_answer_service
+    from rag_service.rerankers import build_reranker
+    from rag_service.search import SearchService
+    from rag_service.types import GenerationParams
+
+    _configure_logging(verbose=False)
+    settings = Settings()
+    params = GenerationParams(settings.llm.temperature, settings.llm.top_p, settings.llm.max_tokens)
+    try:
+        search_service = SearchService(
+            settings, build_embedder(settings.embedder), build_reranker(settings.retrieval)
+        )
+        answer = build_answer_service(settings, search_service).ask(
+            Question(question, params, top_k)
+        )
+    except RagError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(AskResponse.of(answer, include_prompt=False).model_dump_json())
+        return
+    typer.echo(answer.answer)
+    if answer.citations:
+        typer.echo("\nSources:")
+    for citation in answer.citations:
+        where = f"{citation.source} ({citation.title}), characters {citation.start}-{citation.end}"
+        typer.echo(f"[{citation.n}] {where}")
+        typer.echo(f"    {citation.quote[:300]}")
+
+
 @app.command(name="eval")
 def evaluate(
     dataset: Annotated[
@@ -149,6 +189,35 @@ def evaluate(
     typer.echo(f"{'system':<20}" + "".join(f"{k:>11}" for k in keys))
     for name, metrics in result["systems"].items():
         typer.echo(f"{name:<20}" + "".join(f"{metrics[k]:>11.3f}" for k in keys))
+
+
+@app.command(name="eval-answers")
+def evaluate_answers(
+    dataset: Annotated[
+        Path,
+        typer.Argument(help="A folder with corpus.jsonl + questions.jsonl, or QUESTIONS.jsonl."),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    cache: Annotated[
+        Path, typer.Option(help="Embedding cache, shared by runs and systems.")
+    ] = Path("data/eval-cache/embeddings.sqlite"),
+) -> None:
+    """Answers and refusals with the configured LLM: gold answer in the answer, EM, F1, how
+    often it refuses answerable questions and answers ones whose documents are missing."""
+    from rag_service.evaluation.answers import answer_records, summarise_answers
+
+    _configure_logging(verbose=not as_json)
+    try:
+        name, records = answer_records(dataset, Settings(), cache, limit)
+    except RagError as exc:
+        raise _fail(exc) from exc
+    result = summarise_answers(name, records)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:<24}{value:.3f}" if isinstance(value, float) else f"{key:<24}{value}")
 
 
 @app.command()

@@ -4,7 +4,9 @@ RagError
 ├── ConfigError            a setting names something that does not exist          (500)
 ├── DocumentUnreadable     a file cannot be turned into text (ingest reports it)   (422)
 ├── IndexNotReady          no committed index to search yet                        (503)
-└── IndexBusy              another reindex holds the index lock                    (409)
+├── IndexBusy              another reindex holds the index lock                    (409)
+└── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
+    └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
 """
 
 from __future__ import annotations
@@ -30,4 +32,12 @@ class IndexNotReady(RagError):
 
 
 class IndexBusy(RagError):
+    pass
+
+
+class UpstreamError(RagError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
     pass

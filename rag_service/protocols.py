@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rag_service.types import Chunk, ScoredId
+from rag_service.types import Chunk, Completion, GenerationParams, Prompt, ScoredId
 
 Vectors = NDArray[np.float32]
 
@@ -106,3 +106,19 @@ class VectorStore(Protocol):
     def drop(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class LLM(Protocol):
+    """Writes an answer from a prompt. Raises ``UpstreamError`` when a remote model fails."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def complete(self, prompt: Prompt, params: GenerationParams) -> Completion: ...
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[Completion]:
+        """The completion in pieces as the model writes them: deltas, never cumulative text."""
+        ...

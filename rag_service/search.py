@@ -26,6 +26,7 @@ from rag_service.stores import open_store
 class ServedIndex:
     pointer: IndexPointer
     store: VectorStore
+    bm25: Bm25Index
     retriever: HybridRetriever
 
 
@@ -83,7 +84,7 @@ class SearchService:
             self._settings.retrieval,
             self._reranker,
         )
-        return ServedIndex(pointer, store, retriever)
+        return ServedIndex(pointer, store, bm25, retriever)
 
     @contextmanager
     def current(self) -> Iterator[ServedIndex]:
@@ -120,3 +121,8 @@ class SearchService:
         return SearchResult(
             retrieval.passages, served.pointer, retrieval.language, retrieval.timings_ms
         )
+
+    def idf(self, tokens: list[str]) -> dict[str, float]:
+        """How rare each token is in the served index (see ``Bm25Index.idf``)."""
+        with self.current() as served:
+            return {token: served.bm25.idf(token) for token in tokens}

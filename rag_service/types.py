@@ -57,3 +57,52 @@ class Chunk:
 class ScoredId:
     chunk_id: str
     score: float
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # system, user or assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What an LLM is given: the rendered messages, and the parts they were rendered from
+    (the extractive answerer reads those instead of the messages)."""
+
+    question: str
+    language: str  # en or zh: picks the template and the refusal message
+    passages: tuple[Chunk, ...]  # numbered from 1 in the messages
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole completion, or, in a stream, one piece of it (usage on the last, when known)."""
+
+    text: str
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int  # the passage's number in the prompt
+    chunk_id: str
+    source: str
+    title: str
+    quote: str  # the supporting span, verbatim from the source document
+    start: int  # offsets of `quote` in the document's extracted text
+    end: int

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from rag_service.pipeline import AnswerService
 from rag_service.search import SearchService
 
 
@@ -15,3 +16,11 @@ def get_search(request: Request) -> SearchService:
 
 
 SearchDep = Annotated[SearchService, Depends(get_search)]
+
+
+def get_answers(request: Request) -> AnswerService:
+    service: AnswerService = request.app.state.answers
+    return service
+
+
+AnswerDep = Annotated[AnswerService, Depends(get_answers)]

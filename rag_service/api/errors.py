@@ -20,13 +20,18 @@ from rag_service.errors import (
     IndexBusy,
     IndexNotReady,
     RagError,
+    UpstreamError,
+    UpstreamTimeout,
 )
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+# Most specific first: the first matching class decides.
 STATUS_OF: dict[type[RagError], int] = {
+    UpstreamTimeout: 504,
+    UpstreamError: 502,
     IndexNotReady: 503,
     IndexBusy: 409,
     DocumentUnreadable: 422,
@@ -34,25 +39,31 @@ STATUS_OF: dict[type[RagError], int] = {
 }
 
 
-def problem(request: Request, status: int, detail: str, **extra: Any) -> JSONResponse:
-    title = HTTPStatus(status).phrase
-    body = {
+def status_of(exc: RagError) -> int:
+    return next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 500)
+
+
+def problem_body(request: Request, status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
         "type": "about:blank",
-        "title": title,
+        "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "instance": request.url.path,
         "request_id": getattr(request.state, "request_id", None),
         **extra,
     }
+
+
+def problem(request: Request, status: int, detail: str, **extra: Any) -> JSONResponse:
+    body = problem_body(request, status, detail, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _domain(request: Request, exc: RagError) -> JSONResponse:
-        status = next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 500)
-        return problem(request, status, str(exc))
+        return problem(request, status_of(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

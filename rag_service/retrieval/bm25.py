@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ K1, B = 1.2, 0.75
 
 class _Scorer(Protocol):
     def scores(self, tokens: list[str]) -> NDArray[np.float32]: ...
+
+    def document_frequency(self, token: str) -> int: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -60,6 +63,15 @@ class _Bm25sScorer:
             return np.zeros(self._model.scores["num_docs"], dtype=np.float32)
         return np.asarray(self._model.get_scores_from_ids(ids), dtype=np.float32)
 
+    def document_frequency(self, token: str) -> int:
+        # The score matrix is stored by token; a token's column has one entry per document
+        # that holds it.
+        column = self._model.vocab_dict.get(token)
+        if column is None:
+            return 0
+        indptr = self._model.scores["indptr"]
+        return int(indptr[column + 1] - indptr[column])
+
     def save(self, path: Path) -> None:
         self._model.save(str(path / "bm25s"))
 
@@ -82,6 +94,9 @@ class _RankBm25Scorer:
 
     def scores(self, tokens: list[str]) -> NDArray[np.float32]:
         return np.asarray(self._model.get_scores(tokens), dtype=np.float32)
+
+    def document_frequency(self, token: str) -> int:
+        return sum(1 for frequencies in self._model.doc_freqs if token in frequencies)
 
     def save(self, path: Path) -> None:
         with (path / "rank_bm25.pkl").open("wb") as fh:
@@ -130,6 +145,12 @@ class Bm25Index:
     def load(cls, path: Path, backend: str) -> Bm25Index:
         rows = json.loads((path / "rows.json").read_text())
         return cls(rows["ids"], rows["sources"], _backend(backend).load(path))
+
+    def idf(self, token: str) -> float:
+        """How rare ``token`` is here (Lucene's BM25 idf, always positive; highest for a token
+        no chunk holds)."""
+        n, df = len(self.ids), self.scorer.document_frequency(token)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     def search(
         self, tokens: list[str], k: int, accept: Callable[[str], bool] | None = None

@@ -4,22 +4,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag_service.api.deps import SearchDep
-from rag_service.retrieval.hybrid import RetrievedPassage, SearchFilters
-from rag_service.types import NO_PAGE
+from rag_service.api.schemas import Filters, Passage
 
 router = APIRouter(tags=["retrieval"])
-
-
-class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sources: list[str] | None = Field(None, description="Only these source paths.")
-    source_prefix: str | None = Field(None, description="Only sources under this path prefix.")
-
-    def to_search(self) -> SearchFilters:
-        return SearchFilters(
-            frozenset(self.sources) if self.sources is not None else None, self.source_prefix
-        )
 
 
 class SearchRequest(BaseModel):
@@ -35,51 +22,6 @@ class SearchRequest(BaseModel):
         if not value.strip():
             raise ValueError("query is blank")
         return value
-
-
-class StageDetail(BaseModel):
-    bm25_rank: int | None
-    bm25_score: float | None
-    dense_rank: int | None
-    dense_score: float | None
-    fused_score: float
-    rerank_score: float | None
-
-
-class Passage(BaseModel):
-    chunk_id: str
-    text: str
-    source: str
-    title: str
-    headings: list[str]
-    start: int
-    end: int
-    page: int | None
-    score: float
-    detail: StageDetail
-
-    @classmethod
-    def of(cls, hit: RetrievedPassage) -> Passage:
-        c = hit.chunk
-        return cls(
-            chunk_id=c.id,
-            text=c.text,
-            source=c.source,
-            title=c.title,
-            headings=list(c.headings),
-            start=c.start,
-            end=c.end,
-            page=None if c.page == NO_PAGE else c.page,
-            score=hit.score,
-            detail=StageDetail(
-                bm25_rank=hit.bm25_rank,
-                bm25_score=hit.bm25_score,
-                dense_rank=hit.dense_rank,
-                dense_score=hit.dense_score,
-                fused_score=hit.fused_score,
-                rerank_score=hit.rerank_score,
-            ),
-        )
 
 
 class SearchResponse(BaseModel):

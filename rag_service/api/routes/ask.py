@@ -1,0 +1,193 @@
+"""``POST /v1/ask``: an answer with verified citations, whole or as Server-Sent Events.
+
+Stream events, in order: ``passages`` (what was retrieved), ``delta`` (each new piece of the
+answer, never the text so far), ``citations`` (the verified ones), ``done`` (the final answer,
+with unverifiable markers removed, and everything else of the plain response but the passages).
+A failure after the stream has begun arrives as one ``error`` event with a problem body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rag_service.api.deps import AnswerDep
+from rag_service.api.errors import problem_body, status_of
+from rag_service.api.schemas import Filters, Passage
+from rag_service.errors import RagError
+from rag_service.pipeline import Answer, AnswerService, Delta, Question
+from rag_service.settings import LLMSettings
+from rag_service.types import GenerationParams, Message
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["answering"])
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(min_length=1, max_length=8000)
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000)
+    top_k: int | None = Field(None, ge=1, le=20, description="Passages given to the LLM.")
+    filters: Filters | None = None
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    history: list[Turn] = Field(default_factory=list, max_length=20)
+    include_prompt: bool = Field(False, description="Return the messages sent to the LLM.")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("question is blank")
+        return value
+
+    def to_question(self, defaults: LLMSettings) -> Question:
+        params = GenerationParams(
+            temperature=defaults.temperature if self.temperature is None else self.temperature,
+            top_p=self.top_p or defaults.top_p,
+            max_tokens=self.max_tokens or defaults.max_tokens,
+        )
+        return Question(
+            text=self.question,
+            params=params,
+            top_k=self.top_k,
+            filters=self.filters.to_search() if self.filters else None,
+            history=tuple(Message(t.role, t.content) for t in self.history),
+        )
+
+
+class CitationOut(BaseModel):
+    n: int
+    chunk_id: str
+    source: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+class Generator(BaseModel):
+    backend: str
+    model: str
+    fallback_reason: str | None = Field(
+        None, description="Set when the extractive answerer stood in for a failed LLM."
+    )
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class MessageOut(BaseModel):
+    role: str
+    content: str
+
+
+class AskResponse(BaseModel):
+    question: str
+    language: str
+    answer: str
+    answerable: bool
+    refusal_reason: str | None
+    coverage: float
+    citations: list[CitationOut]
+    dropped_citations: int
+    passages: list[Passage]
+    generator: Generator
+    usage: UsageOut | None
+    generation: int
+    timings_ms: dict[str, float]
+    prompt: list[MessageOut] | None = None
+
+    @classmethod
+    def of(cls, answer: Answer, include_prompt: bool) -> AskResponse:
+        return cls(
+            question=answer.question,
+            language=answer.language,
+            answer=answer.answer,
+            answerable=answer.answerable,
+            refusal_reason=answer.refusal_reason,
+            coverage=round(answer.coverage, 4),
+            citations=[CitationOut(**vars(c)) for c in answer.citations],
+            dropped_citations=answer.dropped_citations,
+            passages=[Passage.of(p) for p in answer.passages],
+            generator=Generator(
+                backend=answer.backend, model=answer.model, fallback_reason=answer.fallback_reason
+            ),
+            usage=UsageOut(**vars(answer.usage)) if answer.usage else None,
+            generation=answer.generation,
+            timings_ms={k: round(v, 2) for k, v in answer.timings_ms.items()},
+            prompt=[MessageOut(role=m.role, content=m.content) for m in answer.prompt.messages]
+            if include_prompt and answer.prompt
+            else None,
+        )
+
+
+def _event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _stream(
+    request: Request, service: AnswerService, body: AskRequest, question: Question
+) -> StreamingResponse:
+    # Retrieval runs now, so a missing index is a plain 503, not an error inside a stream.
+    retrieved, events = service.ask_stream(question)
+
+    def sse() -> Iterator[bytes]:
+        found = AskResponse.of(retrieved, include_prompt=False)
+        yield _event(
+            "passages",
+            {
+                "language": found.language,
+                "coverage": found.coverage,
+                "passages": [p.model_dump() for p in found.passages],
+            },
+        )
+        try:
+            for event in events:
+                if isinstance(event, Delta):
+                    yield _event("delta", {"text": event.text})
+                elif isinstance(event, Answer):
+                    done = AskResponse.of(event, body.include_prompt)
+                    yield _event(
+                        "citations",
+                        {
+                            "citations": [c.model_dump() for c in done.citations],
+                            "dropped_citations": done.dropped_citations,
+                        },
+                    )
+                    yield _event("done", done.model_dump(exclude={"passages"}))
+        except RagError as exc:
+            log.warning("stream failed: %s", exc)
+            yield _event("error", problem_body(request, status_of(exc), str(exc)))
+
+    return StreamingResponse(
+        sse(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/v1/ask", response_model=None)
+def ask(request: Request, body: AskRequest, service: AnswerDep) -> AskResponse | StreamingResponse:
+    question = body.to_question(request.app.state.settings.llm)
+    if body.stream:
+        return _stream(request, service, body, question)
+    return AskResponse.of(service.ask(question), body.include_prompt)

@@ -1,0 +1,142 @@
+"""Answer quality and refusal on a question set with short answers.
+
+Each question is asked twice through the answering pipeline: against the whole corpus (it should
+be answered, and the answer should hold a gold answer string), and against the corpus without
+its gold documents (it should be refused). The second index is the first with the gold sources
+filtered out of both retrievers, which is the same as a corpus that lacks them.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag_service.evaluation.metrics import percentile
+from rag_service.evaluation.runner import prepared_set
+from rag_service.pipeline import Answer, Question, build_answer_service
+from rag_service.retrieval.hybrid import SearchFilters
+from rag_service.retrieval.tokenize import normalize
+from rag_service.settings import Settings
+from rag_service.types import GenerationParams
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_PUNCTUATION = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】「」『』—…·")
+
+
+def _normal_answer(text: str) -> str:
+    """SQuAD's answer normalisation (lower case, no punctuation or English articles, single
+    spaces), with width and script folded first so Chinese answers compare too."""
+    text = "".join(c for c in normalize(text) if c not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _answer_tokens(text: str) -> list[str]:
+    """Words for English; single characters for Chinese (as the CMRC 2018 scorer does)."""
+    tokens: list[str] = []
+    for word in _normal_answer(text).split():
+        tokens.extend(list(word) if _CJK.search(word) else [word])
+    return tokens
+
+
+def contains_answer(response: str, golds: Sequence[str]) -> bool:
+    form = _normal_answer(response)
+    # A bare short number ("60") must stand alone, not inside "1600" or "60%".
+    return any(
+        re.search(rf"(?<![0-9a-z]){re.escape(g)}(?![0-9a-z])", form)
+        for g in (_normal_answer(gold) for gold in golds)
+        if g
+    )
+
+
+def exact_match(response: str, golds: Sequence[str]) -> bool:
+    return any(_normal_answer(response) == _normal_answer(g) for g in golds)
+
+
+def f1(response: str, golds: Sequence[str]) -> float:
+    best = 0.0
+    predicted = _answer_tokens(response)
+    for gold in golds:
+        expected = _answer_tokens(gold)
+        common = sum((Counter(predicted) & Counter(expected)).values())
+        if common:
+            precision, recall = common / len(predicted), common / len(expected)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    qid: str
+    language: str
+    answered: bool  # with the gold documents indexed
+    contains_gold: bool
+    exact: bool
+    f1: float
+    coverage: float
+    ms: float
+    refused_without_gold: bool  # with the gold documents filtered out
+    coverage_without_gold: float
+
+
+def _answer_text(answer: Answer) -> str:
+    # Citation markers are not part of the answer's words.
+    return re.sub(r"\[\d+\]", " ", answer.answer) if answer.answerable else ""
+
+
+def answer_records(
+    dataset_dir: Path, settings: Settings, cache_path: Path, limit: int | None = None
+) -> tuple[str, list[AnswerRecord]]:
+    with prepared_set(dataset_dir, settings, cache_path, limit) as prepared:
+        service = build_answer_service(prepared.settings, prepared.service)
+        params = GenerationParams(
+            settings.llm.temperature, settings.llm.top_p, settings.llm.max_tokens
+        )
+        all_sources = frozenset(prepared.source_of.values())
+        records = []
+        for q in prepared.eval_set.questions:
+            if not q.answers:
+                continue
+            started = time.perf_counter()
+            with_gold = service.ask(Question(q.question, params))
+            ms = (time.perf_counter() - started) * 1000
+            without = SearchFilters(sources=all_sources - q.gold)
+            without_gold = service.ask(Question(q.question, params, filters=without))
+            text = _answer_text(with_gold)
+            records.append(
+                AnswerRecord(
+                    qid=q.qid,
+                    language=with_gold.language,
+                    answered=with_gold.answerable,
+                    contains_gold=contains_answer(text, q.answers),
+                    exact=exact_match(text, q.answers),
+                    f1=f1(text, q.answers),
+                    coverage=with_gold.coverage,
+                    ms=ms,
+                    refused_without_gold=not without_gold.answerable,
+                    coverage_without_gold=without_gold.coverage,
+                )
+            )
+        return prepared.eval_set.name, records
+
+
+def summarise_answers(name: str, records: Sequence[AnswerRecord]) -> dict[str, Any]:
+    n = len(records) or 1
+    latencies = [r.ms for r in records]
+    return {
+        "dataset": name,
+        "questions": len(records),
+        "answer_in_response": sum(r.contains_gold for r in records) / n,
+        "exact_match": sum(r.exact for r in records) / n,
+        "f1": sum(r.f1 for r in records) / n,
+        "refused_answerable": sum(not r.answered for r in records) / n,
+        "answered_unanswerable": sum(not r.refused_without_gold for r in records) / n,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+    }

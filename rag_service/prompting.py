@@ -1,0 +1,96 @@
+"""Prompt templates as files, one per language, filled with the numbered passages.
+
+A template has a ``### system`` and a ``### user`` section and the placeholders ``{passages}``
+and ``{question}`` (both required) and ``{refusal}`` (the sentence the model must reply with when
+the documents do not answer). Passages are wrapped in ``<document n="...">`` tags so the model can
+tell data from instructions; a tag inside a document's text is defused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from rag_service.errors import ConfigError
+from rag_service.retrieval.hybrid import query_language
+from rag_service.types import Chunk, Message, Prompt
+
+LANGUAGES = ("en", "zh")
+
+# What the service says when the documents do not answer; also what the model is told to say.
+REFUSALS = {
+    "en": "The documents do not contain the answer to this question.",
+    "zh": "文档中没有这个问题的答案。",
+}
+
+_SECTION = re.compile(r"^### (system|user)[ \t]*$", re.MULTILINE)
+_DOCUMENT_TAG = re.compile(r"<(/?)document", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    system: str
+    user: str
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> PromptTemplate:
+        parts = _SECTION.split(text)
+        sections = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=True))
+        if set(sections) != {"system", "user"}:
+            raise ConfigError(f"{origin}: needs a '### system' and a '### user' section")
+        both = sections["system"] + sections["user"]
+        for placeholder in ("{passages}", "{question}"):
+            if placeholder not in both:
+                raise ConfigError(f"{origin}: the template has no {placeholder}")
+        return cls(sections["system"], sections["user"])
+
+    def fill(self, **values: str) -> tuple[str, str]:
+        # Plain replacement, not str.format: templates and passages may hold braces.
+        def substitute(section: str) -> str:
+            for name, value in values.items():
+                section = section.replace("{" + name + "}", value)
+            return section
+
+        return substitute(self.system), substitute(self.user)
+
+
+def load_templates(folder: Path | None) -> dict[str, PromptTemplate]:
+    """``answer.<lang>.txt`` for each language, from ``folder`` or the built-in ones."""
+    templates = {}
+    for language in LANGUAGES:
+        name = f"answer.{language}.txt"
+        if folder is None:
+            text = resources.files("rag_service.prompts").joinpath(name).read_text("utf-8")
+        else:
+            try:
+                text = (folder / name).read_text("utf-8")
+            except OSError as exc:
+                raise ConfigError(f"prompt template {folder / name}: {exc.strerror}") from exc
+        templates[language] = PromptTemplate.parse(text, name)
+    return templates
+
+
+def format_passage(n: int, chunk: Chunk) -> str:
+    text = _DOCUMENT_TAG.sub(r"<\1doc", chunk.text)
+    title = chunk.title.replace('"', "'")
+    return f'<document n="{n}" source="{chunk.source}" title="{title}">\n{text}\n</document>'
+
+
+class PromptBuilder:
+    def __init__(self, templates: dict[str, PromptTemplate]) -> None:
+        self._templates = templates
+
+    def build(
+        self, question: str, passages: Sequence[Chunk], history: Sequence[Message] = ()
+    ) -> Prompt:
+        language = query_language(question)
+        system, user = self._templates[language].fill(
+            passages="\n\n".join(format_passage(n, c) for n, c in enumerate(passages, start=1)),
+            question=question.strip(),
+            refusal=REFUSALS[language],
+        )
+        messages = (Message("system", system), *history, Message("user", user))
+        return Prompt(question, language, tuple(passages), messages)
