@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,14 +11,9 @@ import pytest
 from ingest.pipeline import reindex
 from rag_service.settings import Settings
 from tests.conftest import CountingEmbedder
+from tests.servers import api_server, sse_events
 
 pytestmark = pytest.mark.api
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -38,29 +28,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     docs = root / "docs"
     docs.mkdir()
     settings = Settings(_env_file=None, data_dir=root / "data", corpus_dir=docs)  # type: ignore[call-arg]
-    port = free_port()
-    env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir), "RAG_CORPUS_DIR": str(docs)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag_service.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "server.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, (root / "server.log").read_text()
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.3)
-    yield Server(url, settings)
-    proc.terminate()
-    proc.wait(timeout=30)
+    env = {"RAG_DATA_DIR": str(settings.data_dir), "RAG_CORPUS_DIR": str(docs)}
+    with api_server(root, env) as url:
+        yield Server(url, settings)
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict:
@@ -140,3 +110,42 @@ def test_serves_each_new_generation_without_restart(
     assert sources[0] == "alpaca.md" and "llama.md" not in sources
     index = httpx.get(f"{server.url}/v1/index").json()
     assert index["generation"] == 2 and index["sources"] == 2
+
+
+def test_ask_answers_with_citations_and_streams(server: Server) -> None:
+    """Runs after the test above: the index holds alpaca.md and 嵌入.md. The default answerer
+    is the extractive one, so this works with no model configured."""
+    ask = f"{server.url}/v1/ask"
+    body = httpx.post(ask, json={"question": "What are alpacas bred for?"}).json()
+    assert body["answerable"] is True and body["language"] == "en"
+    assert body["answer"] == "Alpacas are bred for their soft fleece. [1]"
+    assert body["generator"]["backend"] == "extractive"
+    [citation] = body["citations"]
+    assert citation["source"] == "alpaca.md" and citation["n"] == 1
+    text = (server.settings.corpus_dir / "alpaca.md").read_text()
+    assert text[citation["start"] : citation["end"]] == citation["quote"]
+    assert body["passages"][0]["chunk_id"] == citation["chunk_id"]
+    assert set(body["timings_ms"]) == {"retrieve", "rerank", "generate", "total"}
+
+    with httpx.stream("POST", ask, json={"question": "什么是嵌入？", "stream": True}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    names = [name for name, _ in events]
+    assert names[0] == "passages" and names[-2:] == ["citations", "done"]
+    assert set(names[1:-2]) == {"delta"}
+    done = events[-1][1]
+    assert "".join(data["text"] for name, data in events if name == "delta") == done["answer"]
+    assert done["language"] == "zh" and done["citations"][0]["source"] == "嵌入.md"
+    assert events[0][1]["passages"][0]["source"] == "嵌入.md"
+
+
+def test_ask_rejects_malformed_requests(server: Server) -> None:
+    ask = f"{server.url}/v1/ask"
+    assert_problem(httpx.post(ask, json={"question": " "}), 422)
+    assert_problem(httpx.post(ask, json={"question": "x", "top_k": 50}), 422)
+    assert_problem(httpx.post(ask, json={"question": "x", "temperature": -1}), 422)
+    body = assert_problem(
+        httpx.post(ask, json={"question": "x", "history": [{"role": "system", "content": "y"}]}),
+        422,
+    )
+    assert body["errors"][0]["loc"][:2] == ["body", "history"]

@@ -1,0 +1,119 @@
+"""A tiny OpenAI-compatible chat server that misbehaves on request, for the failure tests.
+
+    python -m tests.llm_stub --port 8099
+
+``POST /_mode`` with ``{"mode": ...}`` picks the behaviour of ``/v1/chat/completions``:
+ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
+choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
+slowstream (one delta, then silence). ``GET /_requests`` counts completion requests since the
+last mode change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ANSWER = "The stub answers from the documents [1]."
+SLEEP_S = 30
+
+
+class _State:
+    lock = threading.Lock()
+    mode = "ok"
+    requests = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: object) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def do_GET(self) -> None:
+        if self.path == "/_requests":
+            self._json(200, {"requests": _State.requests})
+        elif self.path == "/v1/models":
+            self._json(200, {"data": [{"id": "stub"}]})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self.path == "/_mode":
+            with _State.lock:
+                _State.mode, _State.requests = body["mode"], 0
+            self._json(200, {"mode": _State.mode})
+            return
+        if self.path != "/v1/chat/completions":
+            self._json(404, {"error": "not found"})
+            return
+        with _State.lock:
+            _State.requests += 1
+            mode, count = _State.mode, _State.requests
+        if mode == "slow":
+            time.sleep(SLEEP_S)
+        if mode == "garbage":
+            self._send(200, b"<html>upstream proxy error</html>", "text/html")
+        elif mode == "shapeless":
+            self._json(200, {"object": "chat.completion", "result": "no choices here"})
+        elif mode == "error" or (mode == "flaky" and count <= 2):
+            self._json(500 if mode == "error" else 503, {"error": {"message": "overloaded"}})
+        elif body.get("stream"):
+            self._stream(mode)
+        else:
+            self._json(
+                200,
+                {
+                    "object": "chat.completion",
+                    "model": "stub",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 109},
+                },
+            )
+
+    def _stream(self, mode: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        words = ANSWER.split(" ")
+        for i, word in enumerate(words):
+            delta = {"choices": [{"index": 0, "delta": {"content": word + " " * (i < len(words) - 1)}}]}
+            self.wfile.write(f"data: {json.dumps(delta)}\n\n".encode())
+            self.wfile.flush()
+            if mode == "slowstream":
+                time.sleep(SLEEP_S)
+            if mode == "midstream" and i == 1:
+                self.close_connection = True
+                return
+        usage = {"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 9}}
+        self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+        self.close_connection = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
