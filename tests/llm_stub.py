@@ -6,7 +6,7 @@
 ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
 choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
 slowstream (one delta, then silence). ``GET /_requests`` counts completion requests since the
-last mode change.
+last mode change, and the Authorization header of the last one.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class _State:
     lock = threading.Lock()
     mode = "ok"
     requests = 0
+    authorization = ""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -46,7 +47,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/_requests":
-            self._json(200, {"requests": _State.requests})
+            self._json(200, {"requests": _State.requests, "authorization": _State.authorization})
         elif self.path == "/v1/models":
             self._json(200, {"data": [{"id": "stub"}]})
         else:
@@ -64,6 +65,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         with _State.lock:
             _State.requests += 1
+            _State.authorization = self.headers.get("Authorization", "")
             mode, count = _State.mode, _State.requests
         if mode == "slow":
             time.sleep(SLEEP_S)
@@ -93,7 +95,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         words = ANSWER.split(" ")
         for i, word in enumerate(words):
-            delta = {"choices": [{"index": 0, "delta": {"content": word + " " * (i < len(words) - 1)}}]}
+            delta = {
+                "choices": [{"index": 0, "delta": {"content": word + " " * (i < len(words) - 1)}}]
+            }
             self.wfile.write(f"data: {json.dumps(delta)}\n\n".encode())
             self.wfile.flush()
             if mode == "slowstream":

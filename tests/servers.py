@@ -23,7 +23,11 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    args: list[str], probe_url: str, cwd: Path, env: dict[str, str] | None = None, wait_s: float = 90
+    args: list[str],
+    probe_url: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    wait_s: float = 90,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``python <args>``, wait until ``probe_url`` answers 200, stop it afterwards."""
     log = cwd / f"server-{Path(args[-1]).name}-{time.monotonic_ns()}.log"
@@ -60,7 +64,9 @@ def api_server(root: Path, env: dict[str, str]) -> Iterator[str]:
     """``rag serve`` on a free port with these settings (RAG_* variables); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running(["-m", "rag_service.cli", "serve", "--port", str(port)], f"{url}/healthz", root, env):
+    with running(
+        ["-m", "rag_service.cli", "serve", "--port", str(port)], f"{url}/healthz", root, env
+    ):
         yield url
 
 

@@ -57,8 +57,8 @@ class ExtractiveAnswerer:
         if not chosen:
             return REFUSALS[prompt.language]
         chosen.sort(key=lambda c: (c.n, c.order))  # read in document order
-        joiner = "" if prompt.language == "zh" else " "
-        return joiner.join(f"{c.text} [{c.n}]" for c in chosen)
+        space = "" if prompt.language == "zh" else " "  # Chinese sets no spaces between words
+        return space.join(f"{c.text}{space}[{c.n}]" for c in chosen)
 
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         return Completion(self.answer(prompt))

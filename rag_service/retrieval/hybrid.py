@@ -15,13 +15,17 @@ from rag_service.settings import RetrievalSettings
 from rag_service.types import Chunk, ScoredId
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LETTER = re.compile(r"[^\W\d_]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
 def query_language(text: str) -> str:
-    """'zh' when at least a third of the letters are Chinese characters, else 'en'."""
-    letters = len(_LETTER.findall(text))
-    return "zh" if letters and len(_CJK.findall(text)) * 3 >= letters else "en"
+    """'zh' when the text has at least two Chinese characters per Latin-script word, else 'en'.
+
+    Counting words, not letters, keeps "RecursiveCharacterTextSplitter 按什么切分？" Chinese and
+    "What does 注意力 mean in a transformer?" English.
+    """
+    chinese = len(_CJK.findall(text))
+    return "zh" if chinese and chinese >= 2 * len(_LATIN_WORD.findall(text)) else "en"
 
 
 @dataclass(frozen=True)

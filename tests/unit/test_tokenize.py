@@ -36,6 +36,8 @@ def test_query_language() -> None:
     assert query_language("什么是 RAG？") == "zh"
     assert query_language("What does 注意力 mean in a transformer?") == "en"
     assert query_language("12345") == "en"
+    assert query_language("RecursiveCharacterTextSplitter 切分文本时首先按什么来切？") == "zh"
+    assert query_language("Is 向量 a word?") == "en"
 
 
 def test_filters() -> None:

@@ -1,0 +1,140 @@
+"""/v1/ask with the openai backend against real servers on loopback: the misbehaving stub
+(failures become problem+json 502/504, or an error event in a stream) and llama.cpp's own
+OpenAI-compatible server running the Gemma 3 270M GGUF (the whole path, end to end)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.test_http import assert_problem
+from tests.servers import api_server, free_port, llm_stub, running, sse_events
+
+pytestmark = pytest.mark.api
+
+QUESTION = "How many heads did the original transformer use?"
+
+
+@pytest.fixture(scope="module")
+def stubbed(
+    tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]
+) -> Iterator[tuple[str, str]]:
+    root = tmp_path_factory.mktemp("stubbed")
+    with llm_stub(root) as stub:
+        env = {
+            **indexed_docs,
+            "RAG_LLM__BACKEND": "openai",
+            "RAG_LLM__BASE_URL": f"{stub}/v1",
+            "RAG_LLM__TIMEOUT_S": "2",
+            "RAG_LLM__MAX_RETRIES": "0",
+        }
+        with api_server(root, env) as api:
+            yield api, stub
+
+
+def set_mode(stub: str, mode: str) -> None:
+    httpx.post(f"{stub}/_mode", json={"mode": mode}).raise_for_status()
+
+
+def test_stub_answer_goes_through_the_citation_check(stubbed: tuple[str, str]) -> None:
+    api, stub = stubbed
+    set_mode(stub, "ok")
+    body = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}).json()
+    assert body["generator"]["backend"] == "openai" and body["answerable"]
+    assert body["usage"] == {"prompt_tokens": 100, "completion_tokens": 9}
+    # The stub cites [1] for a sentence passage 1 does not hold: removed and counted.
+    assert body["answer"] == "The stub answers from the documents."
+    assert body["citations"] == [] and body["dropped_citations"] == 1
+
+
+@pytest.mark.parametrize(("mode", "status"), [("slow", 504), ("garbage", 502), ("error", 502)])
+def test_llm_failures_are_problem_details(stubbed: tuple[str, str], mode: str, status: int) -> None:
+    api, stub = stubbed
+    set_mode(stub, mode)
+    started = time.monotonic()
+    response = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}, timeout=30)
+    assert time.monotonic() - started < 6  # the 2 s timeout, not the stub's 30 s sleep
+    assert "LLM" in assert_problem(response, status)["detail"]
+
+
+@pytest.mark.parametrize(("mode", "status"), [("midstream", 502), ("slow", 504)])
+def test_stream_failures_end_in_an_error_event(
+    stubbed: tuple[str, str], mode: str, status: int
+) -> None:
+    api, stub = stubbed
+    set_mode(stub, mode)
+    body = {"question": QUESTION, "stream": True}
+    with httpx.stream("POST", f"{api}/v1/ask", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+    names = [name for name, _ in events]
+    assert names[0] == "passages" and names[-1] == "error"
+    assert set(names[1:-1]) <= {"delta"}
+    error = events[-1][1]
+    assert error["status"] == status and error["request_id"] == response.headers["x-request-id"]
+
+
+def test_a_stopped_llm_server_is_a_502(tmp_path: Path, indexed_docs: dict[str, str]) -> None:
+    env = {**indexed_docs, "RAG_LLM__BACKEND": "openai", "RAG_LLM__MAX_RETRIES": "0"}
+    env["RAG_LLM__BASE_URL"] = f"http://127.0.0.1:{free_port()}/v1"
+    with api_server(tmp_path, env) as api:
+        response = httpx.post(f"{api}/v1/ask", json={"question": QUESTION})
+        assert "cannot reach the LLM" in assert_problem(response, 502)["detail"]
+        env_fallback = {**env, "RAG_LLM__FALLBACK": "true"}
+    with api_server(tmp_path, env_fallback) as api:
+        body = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}).json()
+        assert body["generator"]["backend"] == "extractive"
+        assert "cannot reach the LLM" in body["generator"]["fallback_reason"]
+        assert body["answer"].endswith("The original transformer used eight heads. [1]")
+
+
+@pytest.mark.slow
+def test_end_to_end_with_llama_cpp_server(
+    tmp_path: Path, indexed_docs: dict[str, str], gemma_gguf: Path
+) -> None:
+    port = free_port()
+    llama = f"http://127.0.0.1:{port}"
+    server_args = ["-m", "llama_cpp.server", "--model", str(gemma_gguf), "--host", "127.0.0.1"]
+    server_args += ["--port", str(port), "--n_threads", "1", "--n_ctx", "4096"]
+    with running(server_args, f"{llama}/v1/models", tmp_path, wait_s=120):
+        env = {
+            **indexed_docs,
+            "RAG_LLM__BACKEND": "openai",
+            "RAG_LLM__BASE_URL": f"{llama}/v1",
+            "RAG_LLM__MODEL": "gemma",
+            "RAG_LLM__MAX_TOKENS": "48",
+        }
+        with api_server(tmp_path, env) as api:
+            ask = f"{api}/v1/ask"
+            body = httpx.post(ask, json={"question": QUESTION, "include_prompt": True}, timeout=120)
+            answer = body.json()
+            assert body.status_code == 200 and answer["prompt"], answer
+            system, user = answer["prompt"][0], answer["prompt"][-1]
+            assert system["role"] == "system" and "[n]" in system["content"]
+            assert all(p["text"] in user["content"] for p in answer["passages"])
+            assert answer["generator"] == {
+                "backend": "openai",
+                "model": "gemma",
+                "fallback_reason": None,
+            }
+            assert (
+                answer["usage"]["prompt_tokens"] > 100 and answer["usage"]["completion_tokens"] > 0
+            )
+            assert answer["answer"].strip() and answer["timings_ms"]["generate"] > 0
+            numbers = {c["n"] for c in answer["citations"]}
+            assert numbers <= set(range(1, len(answer["passages"]) + 1))
+
+            stream_body = {"question": QUESTION, "stream": True}
+            with httpx.stream("POST", ask, json=stream_body, timeout=120) as response:
+                events = sse_events(response)
+            names = [name for name, _ in events]
+            assert names[0] == "passages" and names[-2:] == ["citations", "done"], names
+            deltas = [data["text"] for name, data in events if name == "delta"]
+            assert len(deltas) > 1 and "".join(deltas).strip()
+            done = events[-1][1]
+            # llama.cpp's server reports no usage in a stream (it ignores stream_options).
+            assert done["timings_ms"]["generate"] > 0 and done["generator"]["backend"] == "openai"

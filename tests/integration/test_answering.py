@@ -1,0 +1,133 @@
+"""The answering pipeline over a real index (real embedder, real Chroma), with the
+deterministic fake LLM, the extractive answerer and an OpenAI-compatible backend whose server
+is gone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import reindex
+from rag_service.llms.fake import FakeLLM
+from rag_service.llms.llamacpp import LlamaCppLLM
+from rag_service.llms.openai import OpenAICompatibleLLM
+from rag_service.pipeline import Answer, AnswerService, Delta, Question
+from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
+from rag_service.protocols import LLM
+from rag_service.search import SearchService
+from rag_service.settings import LLMSettings, Settings
+from rag_service.types import GenerationParams, Message
+from tests.conftest import CountingEmbedder
+from tests.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+PARAMS = GenerationParams(temperature=0.0, top_p=1.0, max_tokens=64)
+ServiceFor = Callable[..., AnswerService]
+
+
+@pytest.fixture
+def service_for(make_settings: Callable[..., Settings], embedder: CountingEmbedder) -> ServiceFor:
+    settings = make_settings()
+    reindex(settings, embedder=embedder)
+    search = SearchService(settings, embedder)
+
+    def make(llm: LLM, fallback: bool = False) -> AnswerService:
+        prompts = PromptBuilder(load_templates(None))
+        return AnswerService(search, llm, prompts, settings.answer, fallback=fallback)
+
+    return make
+
+
+def test_answers_from_the_passages_with_a_verified_citation(service_for: ServiceFor) -> None:
+    fake = FakeLLM()
+    history = (Message("user", "Tell me about transformers."), Message("assistant", "Sure."))
+    answer = service_for(fake).ask(
+        Question("How many heads did the original transformer use?", PARAMS, history=history)
+    )
+    assert answer.answerable and answer.language == "en" and answer.coverage > 0.55
+    [prompt] = fake.prompts
+    assert [m.role for m in prompt.messages] == ["system", "user", "assistant", "user"]
+    assert prompt.passages[0].source == "attention.md"
+    assert prompt.passages[0].text in prompt.messages[-1].content
+    assert answer.citations and answer.citations[0].chunk_id == answer.passages[0].chunk.id
+    assert answer.dropped_citations == 0
+    assert answer.usage is not None and answer.usage.prompt_tokens > 50
+    assert answer.timings_ms["generate"] >= 0 and answer.timings_ms["total"] > 0
+
+
+def test_weak_evidence_is_refused_without_calling_the_llm(service_for: ServiceFor) -> None:
+    fake = FakeLLM()
+    answer = service_for(fake).ask(Question("Who painted the Mona Lisa in Florence?", PARAMS))
+    assert not answer.answerable and answer.refusal_reason == "weak_evidence"
+    assert answer.answer == REFUSALS["en"] and answer.citations == []
+    assert fake.prompts == []
+    zh = service_for(fake).ask(Question("蒙娜丽莎是谁画的？", PARAMS))
+    assert zh.answer == REFUSALS["zh"] and fake.prompts == []
+
+
+def test_an_llm_that_declines_is_a_refusal(service_for: ServiceFor) -> None:
+    answer = service_for(FakeLLM(reply=REFUSALS["zh"])).ask(Question("HNSW 怎样搜索？", PARAMS))
+    assert not answer.answerable and answer.refusal_reason == "llm_declined"
+
+
+def test_invented_citations_are_dropped(service_for: ServiceFor) -> None:
+    reply = "Each token is projected into a query, a key and a value [1]. Heads vary [12]."
+    answer = service_for(FakeLLM(reply=reply)).ask(Question("What is self-attention?", PARAMS))
+    assert answer.dropped_citations == 1 and "[12]" not in answer.answer
+    assert [c.n for c in answer.citations] == [1]
+
+
+def test_streaming_yields_deltas_then_the_checked_answer(service_for: ServiceFor) -> None:
+    found, events = service_for(FakeLLM()).ask_stream(Question("向量数据库用什么算法？", PARAMS))
+    assert found.passages[0].chunk.source == "向量数据库.md"
+    events = list(events)
+    deltas, final = events[:-1], events[-1]
+    assert all(isinstance(e, Delta) for e in deltas) and len(deltas) > 1
+    assert isinstance(final, Answer) and final.answerable and final.citations
+    assert "".join(e.text for e in deltas if isinstance(e, Delta)).startswith(final.answer[:10])
+
+
+def test_a_dead_llm_falls_back_to_extractive_when_configured(service_for: ServiceFor) -> None:
+    dead = OpenAICompatibleLLM(
+        LLMSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=5, max_retries=0)
+    )
+    answer = service_for(dead, fallback=True).ask(
+        Question("What does multi-head attention do?", PARAMS)
+    )
+    assert answer.backend == "extractive" and "cannot reach the LLM" in (
+        answer.fallback_reason or ""
+    )
+    assert answer.answerable and answer.citations
+
+    _, events = service_for(dead, fallback=True).ask_stream(
+        Question("What does multi-head attention do?", PARAMS)
+    )
+    final = list(events)[-1]
+    assert isinstance(final, Answer) and final.backend == "extractive" and final.citations
+
+
+@pytest.mark.slow
+def test_in_process_llama_cpp_answers_plain_and_streamed(
+    service_for: ServiceFor, gemma_gguf: Path
+) -> None:
+    llm = LlamaCppLLM(LLMSettings(model_path=gemma_gguf, n_ctx=4096, model="gemma"))
+    service = service_for(llm)
+    question = Question("How many heads did the original transformer use?", PARAMS)
+    answer = service.ask(question)
+    assert answer.backend == "llamacpp" and answer.model == "gemma"
+    assert answer.prompt is not None and answer.passages
+    assert answer.usage is not None and answer.usage.prompt_tokens > 100
+    assert 0 < answer.usage.completion_tokens <= PARAMS.max_tokens
+    assert {c.n for c in answer.citations} <= set(range(1, len(answer.passages) + 1))
+
+    _, events = service.ask_stream(question)
+    events = list(events)
+    final = events[-1]
+    assert isinstance(final, Answer) and final.usage is not None
+    deltas = [e.text for e in events if isinstance(e, Delta)]
+    assert len(deltas) > 1 and final.usage.completion_tokens > 0
+    # At temperature 0 the stream writes what a plain call writes.
+    assert "".join(deltas) == llm.complete(answer.prompt, PARAMS).text
