@@ -153,23 +153,27 @@ def ask(
         typer.echo(f"    {citation.quote[:300]}")
 
 
+# Shared by the two evaluation commands.
+DatasetArg = Annotated[
+    Path,
+    typer.Argument(help="A folder with corpus.jsonl + questions.jsonl, or with QUESTIONS.jsonl."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+LimitOption = Annotated[int | None, typer.Option(help="Only the first N questions.")]
+CacheOption = Annotated[Path, typer.Option(help="Embedding cache, shared by runs and systems.")]
+EVAL_CACHE = Path("data/eval-cache/embeddings.sqlite")
+
+
 @app.command(name="eval")
 def evaluate(
-    dataset: Annotated[
-        Path,
-        typer.Argument(
-            help="A folder with corpus.jsonl + questions.jsonl, or with QUESTIONS.jsonl."
-        ),
-    ],
+    dataset: DatasetArg,
     baselines: Annotated[
         bool,
         typer.Option("--baselines", help="Also run BM25 only, dense only and LangChain's recipe."),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    cache: Annotated[
-        Path, typer.Option(help="Embedding cache, shared by runs and systems.")
-    ] = Path("data/eval-cache/embeddings.sqlite"),
+    as_json: JsonOption = False,
+    limit: LimitOption = None,
+    cache: CacheOption = EVAL_CACHE,
 ) -> None:
     """Retrieval quality (Recall@1/5/10, MRR@10, nDCG@10) and latency on a question set."""
     from rag_service.evaluation.runner import evaluate as run_evaluation
@@ -193,15 +197,10 @@ def evaluate(
 
 @app.command(name="eval-answers")
 def evaluate_answers(
-    dataset: Annotated[
-        Path,
-        typer.Argument(help="A folder with corpus.jsonl + questions.jsonl, or QUESTIONS.jsonl."),
-    ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    cache: Annotated[
-        Path, typer.Option(help="Embedding cache, shared by runs and systems.")
-    ] = Path("data/eval-cache/embeddings.sqlite"),
+    dataset: DatasetArg,
+    as_json: JsonOption = False,
+    limit: LimitOption = None,
+    cache: CacheOption = EVAL_CACHE,
 ) -> None:
     """Answers and refusals with the configured LLM: gold answer in the answer, EM, F1, how
     often it refuses answerable questions and answers ones whose documents are missing."""
