@@ -1,6 +1,6 @@
 """The README's answer table from `rag eval-answers --json` outputs.
 
-    .venv/bin/python bench/answers_table.py bench/results/answers-*.json
+.venv/bin/python bench/answers_table.py bench/results/answers-*.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(COLUMNS))
     for path in sorted(map(Path, sys.argv[1:])):
         row = json.loads(path.read_text())
-        cells = [f"{row[key]:.0f}" if key.endswith("_ms") else f"{row[key]:.3f}" for key, _ in COLUMNS]
+        cells = [f"{row[k]:.0f}" if k.endswith("_ms") else f"{row[k]:.3f}" for k, _ in COLUMNS]
         print(f"| {row['dataset']} | {row['questions']} | " + " | ".join(cells) + " |")
 
 
