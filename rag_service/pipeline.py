@@ -18,7 +18,7 @@ from rag_service.llms import build_llm
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
 from rag_service.protocols import LLM
-from rag_service.retrieval.hybrid import RetrievedPassage, SearchFilters, query_language
+from rag_service.retrieval.hybrid import RetrievedPassage, SearchFilters
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.search import SearchService
 from rag_service.settings import AnswerSettings, Settings
@@ -95,9 +95,9 @@ class AnswerService:
         s = self._settings
         return s.min_coverage_zh if language == "zh" else s.min_coverage_en
 
-    def _retrieve(self, question: Question) -> tuple[Answer, Prompt | None]:
-        """The answer's frame (passages, coverage, timings) and the prompt, or no prompt when the
-        evidence is too weak to ask the LLM."""
+    def _retrieve(self, question: Question) -> Answer:
+        """The answer's frame: passages, coverage, timings, and the prompt for the LLM, or a
+        refusal (no prompt) when the evidence is too weak to ask it."""
         clock = time.perf_counter()
         top_k = question.top_k or self._settings.top_k
         found = self._search.search(question.text, top_k, question.filters)
@@ -107,10 +107,9 @@ class AnswerService:
         best = max(
             (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in passages), default=0.0
         )
-        language = query_language(question.text)
         frame = Answer(
             question=question.text,
-            language=language,
+            language=found.language,
             answer="",
             answerable=True,
             passages=passages,
@@ -122,16 +121,15 @@ class AnswerService:
         timings = found.timings_ms
         frame.timings_ms["retrieve"] = timings["total"] - timings["rerank_and_fetch"]
         frame.timings_ms["rerank"] = timings["rerank_and_fetch"]
-        if not passages or best < self._threshold(language):
+        if not passages or best < self._threshold(found.language):
             self._refuse(frame, "weak_evidence")
             frame.timings_ms["generate"] = 0.0
-            frame.timings_ms["total"] = (time.perf_counter() - clock) * 1000
-            return frame, None
+        else:
+            frame.prompt = self._prompts.build(
+                question.text, [p.chunk for p in passages], question.history
+            )
         frame.timings_ms["total"] = (time.perf_counter() - clock) * 1000
-        frame.prompt = self._prompts.build(
-            question.text, [p.chunk for p in passages], question.history
-        )
-        return frame, frame.prompt
+        return frame
 
     def _refuse(self, answer: Answer, reason: str) -> None:
         answer.answer = REFUSALS[answer.language]
@@ -163,7 +161,8 @@ class AnswerService:
         return self._fallback
 
     def ask(self, question: Question) -> Answer:
-        answer, prompt = self._retrieve(question)
+        answer = self._retrieve(question)
+        prompt = answer.prompt
         if prompt is None:
             return answer
         started = time.perf_counter()
@@ -178,12 +177,11 @@ class AnswerService:
         """Retrieves now; returns what was found and the answer to come: ``Delta``s, then the
         checked ``Answer``. An LLM failure before the first delta falls back (if configured);
         after it, it is raised from the iterator."""
-        answer, prompt = self._retrieve(question)
-        return answer, self._generate(answer, prompt, question.params)
+        answer = self._retrieve(question)
+        return answer, self._generate(answer, question.params)
 
-    def _generate(
-        self, answer: Answer, prompt: Prompt | None, params: GenerationParams
-    ) -> Iterator[Delta | Answer]:
+    def _generate(self, answer: Answer, params: GenerationParams) -> Iterator[Delta | Answer]:
+        prompt = answer.prompt
         if prompt is None:
             yield Delta(answer.answer)
             yield answer
