@@ -69,12 +69,16 @@ class OpenAICompatibleLLM:
                     f"the LLM did not answer within {self._timeout_s:g} s"
                 ) from exc
             except httpx.TransportError as exc:
-                if self._backed_off(attempt, deadline):
-                    attempt += 1
-                    continue
-                raise UpstreamError(f"cannot reach the LLM at {self._url}: {exc}") from exc
-            if response.status_code in _RETRY_STATUS and self._backed_off(attempt, deadline):
-                response.close()
+                delay = self._retry_delay(attempt, deadline)
+                if delay is None:
+                    raise UpstreamError(f"cannot reach the LLM at {self._url}: {exc}") from exc
+                time.sleep(delay)
+                attempt += 1
+                continue
+            delay = self._retry_delay(attempt, deadline)
+            if response.status_code in _RETRY_STATUS and delay is not None:
+                response.close()  # give the connection back before waiting
+                time.sleep(delay)
                 attempt += 1
                 continue
             try:
@@ -94,13 +98,13 @@ class OpenAICompatibleLLM:
                 response.close()
             return
 
-    def _backed_off(self, attempt: int, deadline: float) -> bool:
-        """Sleep before retry ``attempt + 1``; False when no retry is left or time for one."""
-        delay = BACKOFF_S * 2**attempt
+    def _retry_delay(self, attempt: int, deadline: float) -> float | None:
+        """How long to wait before retry ``attempt + 1``; None when no retry is left or the
+        deadline leaves no time for one."""
+        delay: float = BACKOFF_S * 2.0**attempt
         if attempt >= self._retries or time.monotonic() + delay >= deadline:
-            return False
-        time.sleep(delay)
-        return True
+            return None
+        return delay
 
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         deadline = time.monotonic() + self._timeout_s
