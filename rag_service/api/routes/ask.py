@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import AnswerDep
 from rag_service.api.errors import problem_body, status_of
-from rag_service.api.schemas import Filters, Passage
+from rag_service.api.schemas import Filters, Passage, QueryText
 from rag_service.errors import RagError
 from rag_service.pipeline import Answer, AnswerService, Delta, Question
 from rag_service.settings import LLMSettings
@@ -40,7 +40,7 @@ class Turn(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=4000)
+    question: QueryText
     top_k: int | None = Field(None, ge=1, le=20, description="Passages given to the LLM.")
     filters: Filters | None = None
     stream: bool = False
@@ -49,13 +49,6 @@ class AskRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=8192)
     history: list[Turn] = Field(default_factory=list, max_length=20)
     include_prompt: bool = Field(False, description="Return the messages sent to the LLM.")
-
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("question is blank")
-        return value
 
     def to_question(self, defaults: LLMSettings) -> Question:
         params = GenerationParams(

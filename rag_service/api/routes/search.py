@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import SearchDep
-from rag_service.api.schemas import Filters, Passage
+from rag_service.api.schemas import Filters, Passage, QueryText
 
 router = APIRouter(tags=["retrieval"])
 
@@ -12,16 +12,9 @@ router = APIRouter(tags=["retrieval"])
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=4000)
+    query: QueryText
     top_k: int = Field(5, ge=1, le=100)
     filters: Filters | None = None
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query is blank")
-        return value
 
 
 class SearchResponse(BaseModel):
