@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,17 +10,17 @@ from typing import Annotated
 import typer
 
 from rag_service.errors import RagError
+from rag_service.logs import configure_logging
 from rag_service.settings import Settings
 
 app = typer.Typer(help="Retrieval-augmented question answering over your own documents.")
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _settings(verbose: bool) -> Settings:
+    """The settings, with logging set up by them (quiet unless ``verbose``)."""
+    settings = Settings()
+    configure_logging(settings.log, level=None if verbose else "WARNING")
+    return settings
 
 
 def _fail(exc: RagError) -> typer.Exit:
@@ -46,8 +45,7 @@ def reindex(
     from ingest.pipeline import reindex as run_reindex
 
     interactive = sys.stderr.isatty() and not as_json
-    _configure_logging(verbose=not interactive)
-    settings = Settings()
+    settings = _settings(verbose=not interactive)
     try:
         if interactive:
             from rich.progress import Progress
@@ -99,8 +97,7 @@ def search(
     from rag_service.rerankers import build_reranker
     from rag_service.search import SearchService
 
-    _configure_logging(verbose=False)
-    settings = Settings()
+    settings = _settings(verbose=False)
     try:
         embedder = build_embedder(settings.embedder)
         reranker = build_reranker(settings.retrieval)
@@ -128,8 +125,7 @@ def ask(
     from rag_service.rerankers import build_reranker
     from rag_service.search import SearchService
 
-    _configure_logging(verbose=False)
-    settings = Settings()
+    settings = _settings(verbose=False)
     params = settings.llm.generation_params()
     try:
         search_service = SearchService(
@@ -177,10 +173,10 @@ def evaluate(
     """Retrieval quality (Recall@1/5/10, MRR@10, nDCG@10) and latency on a question set."""
     from rag_service.evaluation.runner import evaluate as run_evaluation
 
-    _configure_logging(verbose=not as_json)
+    settings = _settings(verbose=not as_json)
     try:
         result = run_evaluation(
-            dataset, Settings(), baselines=baselines, cache_path=cache, limit=limit
+            dataset, settings, baselines=baselines, cache_path=cache, limit=limit
         )
     except RagError as exc:
         raise _fail(exc) from exc
@@ -205,9 +201,9 @@ def evaluate_answers(
     often it refuses answerable questions and answers ones whose documents are missing."""
     from rag_service.evaluation.answers import answer_records, summarise_answers
 
-    _configure_logging(verbose=not as_json)
+    settings = _settings(verbose=not as_json)
     try:
-        name, records = answer_records(dataset, Settings(), cache, limit)
+        name, records = answer_records(dataset, settings, cache, limit)
     except RagError as exc:
         raise _fail(exc) from exc
     result = summarise_answers(name, records)
@@ -228,13 +224,13 @@ def serve(
 
     from rag_service.api.app import create_app
 
-    _configure_logging(verbose=True)
-    settings = Settings()
+    settings = _settings(verbose=True)
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,
         port=port or settings.api.port,
-        log_level="info",
+        log_config=None,  # uvicorn's loggers go through ours (JSON in a container)
+        access_log=False,  # the API logs each request itself, with its request id
     )
 
 

@@ -5,6 +5,7 @@ RagError
 ├── DocumentUnreadable     a file cannot be turned into text (ingest reports it)   (422)
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
+├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
 └── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
     └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
 """
@@ -32,6 +33,10 @@ class IndexNotReady(RagError):
 
 
 class IndexBusy(RagError):
+    pass
+
+
+class StoreUnavailable(RagError):
     pass
 
 

@@ -122,3 +122,7 @@ class LLM(Protocol):
     def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[Completion]:
         """The completion in pieces as the model writes them: deltas, never cumulative text."""
         ...
+
+    def check(self) -> None:
+        """Cheaply confirm the model can answer now (readiness); ``UpstreamError`` if not."""
+        ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,8 +50,13 @@ class SearchService:
     """
 
     def __init__(
-        self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        reranker: Reranker | None = None,
+        on_timings: Callable[[Mapping[str, float]], None] | None = None,
     ) -> None:
+        """``on_timings`` receives each search's stage timings (milliseconds): the metrics' feed."""
         self._settings = settings
         self._embedder = embedder
         self._reranker = reranker
@@ -61,6 +66,8 @@ class SearchService:
         self._in_flight = 0
         self._stamp: tuple[int, int] | None = None
         self._served: ServedIndex | None = None
+        self._on_timings = on_timings
+        self.loads = 0  # generations loaded so far: one per reindex this process followed
 
     def _load(self) -> ServedIndex:
         pointer = self._state.current()
@@ -99,6 +106,7 @@ class SearchService:
                     self._served.store.close()
                     self._served = None
                 self._served, self._stamp = self._load(), stamp
+                self.loads += 1
             served = self._served
             self._in_flight += 1
         try:
@@ -107,6 +115,16 @@ class SearchService:
             with self._switch:
                 self._in_flight -= 1
                 self._switch.notify_all()
+
+    @property
+    def served_pointer(self) -> IndexPointer | None:
+        """The generation this process serves now (it may lag the committed one until the next
+        request notices the new pointer)."""
+        served = self._served
+        return served.pointer if served is not None else None
+
+    def committed_pointer(self) -> IndexPointer | None:
+        return self._state.current()
 
     def close(self) -> None:
         with self._switch:
@@ -118,6 +136,8 @@ class SearchService:
     def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> SearchResult:
         with self.current() as served:
             retrieval = served.retriever.search(query, top_k, filters)
+        if self._on_timings is not None:
+            self._on_timings(retrieval.timings_ms)
         return SearchResult(
             retrieval.passages, served.pointer, retrieval.language, retrieval.timings_ms
         )

@@ -7,6 +7,7 @@ and pass the parts each component needs, so tests can hand in their own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,10 +63,30 @@ class RetrievalSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    backend: str = Field("chroma", description="Vector store backend name.")
+    backend: str = Field(
+        "chroma",
+        description="chroma (embedded, under data_dir) or chroma-http (a Chroma server, which "
+        "several API processes can share).",
+    )
     collection_prefix: str = Field(
         "rag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,40}$", description="Chroma collection prefix."
     )
+    chroma_host: str = Field("127.0.0.1", description="Chroma server host (chroma-http).")
+    chroma_port: int = Field(8000, ge=1, le=65535, description="Chroma server port (chroma-http).")
+    chroma_ssl: bool = Field(False, description="Talk HTTPS to the Chroma server.")
+    chroma_auth_token: SecretStr = Field(
+        SecretStr(""), description="Token for a Chroma server (or proxy) that requires one."
+    )
+    chroma_auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
+        "Authorization",
+        description="How the token is sent: `Authorization: Bearer <token>` or `X-Chroma-Token`.",
+    )
+    # Chroma's client waits forever by default; a hung server must fail a request, not hold it.
+    chroma_timeout_s: float = Field(10.0, gt=0, description="Per-request Chroma server timeout.")
+
+    def chroma_url(self) -> str:
+        scheme = "https" if self.chroma_ssl else "http"
+        return f"{scheme}://{self.chroma_host}:{self.chroma_port}"
 
 
 class LLMSettings(BaseModel):
@@ -118,6 +139,13 @@ class ApiSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="json: one JSON object per line; auto: text on a terminal, else json."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_",
@@ -136,3 +164,4 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     answer: AnswerSettings = AnswerSettings()
     api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()

@@ -1,5 +1,5 @@
-"""Real servers on loopback, started and stopped by the tests: the API, llama.cpp's server and
-the misbehaving LLM stub."""
+"""Real servers on loopback, started and stopped by the tests: the API, Chroma's server,
+llama.cpp's server and the misbehaving LLM stub."""
 
 from __future__ import annotations
 
@@ -23,16 +23,18 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    args: list[str],
+    argv: list[str],
     probe_url: str,
     cwd: Path,
     env: dict[str, str] | None = None,
     wait_s: float = 90,
+    log: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``python <args>``, wait until ``probe_url`` answers 200, stop it afterwards."""
-    log = cwd / f"server-{Path(args[-1]).name}-{time.monotonic_ns()}.log"
+    """Start ``argv``, wait until ``probe_url`` answers 200, stop it afterwards. Its stderr goes
+    to ``log`` (default: a new file in ``cwd``)."""
+    log = log or cwd / f"server-{Path(argv[-1]).name}-{time.monotonic_ns()}.log"
     proc = subprocess.Popen(
-        [sys.executable, *args],
+        argv,
         env={**os.environ, **(env or {})},
         cwd=cwd,
         stdout=subprocess.DEVNULL,
@@ -47,7 +49,7 @@ def running(
             except httpx.TransportError:
                 pass
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"{args} did not start: {log.read_text()}"
+            assert time.monotonic() < deadline, f"{argv} did not start: {log.read_text()}"
             time.sleep(0.3)
         yield proc
     finally:
@@ -60,14 +62,24 @@ def running(
 
 
 @contextmanager
-def api_server(root: Path, env: dict[str, str]) -> Iterator[str]:
+def api_server(root: Path, env: dict[str, str], log: Path | None = None) -> Iterator[str]:
     """``rag serve`` on a free port with these settings (RAG_* variables); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running(
-        ["-m", "rag_service.cli", "serve", "--port", str(port)], f"{url}/healthz", root, env
-    ):
+    argv = [sys.executable, "-m", "rag_service.cli", "serve", "--port", str(port)]
+    with running(argv, f"{url}/healthz", root, env, log=log):
         yield url
+
+
+@contextmanager
+def chroma_server(path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Chroma's own server (the ``chroma`` command chromadb installs) keeping its data in
+    ``path``; stopped by its PID on leaving, so it can be started again on the same data."""
+    chroma = Path(sys.executable).parent / "chroma"
+    argv = [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    probe = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+    with running(argv, probe, path.parent, wait_s=30) as proc:
+        yield proc
 
 
 @contextmanager
@@ -77,7 +89,8 @@ def llm_stub(root: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     repo = Path(__file__).resolve().parent.parent
     env = {"PYTHONPATH": str(repo)}
-    with running(["-m", "tests.llm_stub", "--port", str(port)], f"{url}/v1/models", root, env):
+    argv = [sys.executable, "-m", "tests.llm_stub", "--port", str(port)]
+    with running(argv, f"{url}/v1/models", root, env):
         yield url
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -10,24 +13,41 @@ import anyio
 from fastapi import FastAPI, Request, Response
 
 from rag_service.api.errors import install_error_handlers
+from rag_service.api.metrics import ApiMetrics
 from rag_service.api.routes import ask, health, search
 from rag_service.embedders import build_embedder
+from rag_service.logs import request_id
 from rag_service.pipeline import build_answer_service
 from rag_service.rerankers import build_reranker
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.search import SearchService
 from rag_service.settings import Settings
 
+access_log = logging.getLogger("rag_service.access")
+
+# A caller's request id is echoed only if it is short and plain: it ends up in every log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
+
+# Probed every few seconds by orchestrators: logged at DEBUG so they do not drown the log.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template (set by the router once it has routed the request)."""
+    return str(getattr(request.scope.get("route"), "path", "<unmatched>"))
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedder = build_embedder(settings.embedder)
         reranker = build_reranker(settings.retrieval)
-        search = SearchService(settings, embedder, reranker)
+        search = SearchService(settings, embedder, reranker, on_timings=metrics.observe_search)
         answers = build_answer_service(settings, search)
+        metrics.watch_index(search)
         for component in (embedder, reranker, answers.llm):
             warm_up = getattr(component, "warm_up", None)
             if warm_up is not None:  # load models now, not on the first request
@@ -44,16 +64,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="rag-service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
 
     @app.middleware("http")
-    async def request_id(
+    async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+        """Request id (echoed in ``X-Request-ID`` and on every log line), access log, metrics."""
+        offered = request.headers.get("x-request-id", "")
+        rid = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request.state.request_id = rid
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500  # unless a response comes back
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["X-Request-ID"] = rid
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            path = request.url.path
+            metrics.observe_request(request.method, _route_template(request), status, seconds)
+            access_log.log(
+                logging.DEBUG if path in _PROBES else logging.INFO,
+                "%s %s %d %.1f ms",
+                request.method,
+                path,
+                status,
+                seconds * 1000,
+                extra={
+                    "method": request.method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "client": request.client.host if request.client else None,
+                },
+            )
+            request_id.reset(token)
 
     app.include_router(health.router)
     app.include_router(search.router)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from rag_service.api.metrics import ApiMetrics
 from rag_service.pipeline import AnswerService
 from rag_service.search import SearchService
 
@@ -24,3 +25,11 @@ def get_answers(request: Request) -> AnswerService:
 
 
 AnswerDep = Annotated[AnswerService, Depends(get_answers)]
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]

@@ -20,6 +20,7 @@ from rag_service.errors import (
     IndexBusy,
     IndexNotReady,
     RagError,
+    StoreUnavailable,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -33,6 +34,7 @@ STATUS_OF: dict[type[RagError], int] = {
     UpstreamTimeout: 504,
     UpstreamError: 502,
     IndexNotReady: 503,
+    StoreUnavailable: 503,
     IndexBusy: 409,
     DocumentUnreadable: 422,
     ConfigError: 500,

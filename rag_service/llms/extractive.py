@@ -60,6 +60,9 @@ class ExtractiveAnswerer:
         space = "" if prompt.language == "zh" else " "  # Chinese sets no spaces between words
         return space.join(f"{c.text}{space}[{c.n}]" for c in chosen)
 
+    def check(self) -> None:
+        """In-process, no model: always able to answer."""
+
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         return Completion(self.answer(prompt))
 

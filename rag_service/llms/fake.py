@@ -32,6 +32,9 @@ class FakeLLM:
         words = sum(len(m.content.split()) for m in prompt.messages)
         return Usage(prompt_tokens=words, completion_tokens=len(text.split()))
 
+    def check(self) -> None:
+        """In-process: always able to answer."""
+
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         self.prompts.append(prompt)
         text = self._text(prompt)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from rag_service.errors import ConfigError
+from rag_service.errors import ConfigError, UpstreamError
 from rag_service.settings import LLMSettings
 from rag_service.types import Completion, GenerationParams, Prompt, Usage
 
@@ -55,6 +55,10 @@ class LlamaCppLLM:
             max_tokens=params.max_tokens,
             stream=stream,
         )
+
+    def check(self) -> None:
+        if self._llama is None:
+            raise UpstreamError(f"the model {self.model} is not loaded yet")
 
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         with self._lock:

@@ -22,6 +22,7 @@ from rag_service.settings import LLMSettings
 from rag_service.types import Completion, GenerationParams, Prompt, Usage
 
 BACKOFF_S = 0.5
+CHECK_TIMEOUT_S = 3.0
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -30,7 +31,8 @@ class OpenAICompatibleLLM:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.model = settings.model or "default"
-        self._url = settings.base_url.rstrip("/") + "/chat/completions"
+        self._base_url = settings.base_url.rstrip("/")
+        self._url = self._base_url + "/chat/completions"
         self._timeout_s = settings.timeout_s
         self._retries = settings.max_retries
         headers = {"Accept": "application/json"}
@@ -134,6 +136,19 @@ class OpenAICompatibleLLM:
                     return
                 yield _delta(data)
         raise UpstreamError("the LLM stream ended without [DONE]")
+
+    def check(self) -> None:
+        """The endpoint answers and accepts the key: ``GET /models``, as every OpenAI-compatible
+        server implements it, within a short timeout (a probe must not hang)."""
+        url = self._base_url + "/models"
+        try:
+            response = self._client.get(url, timeout=min(self._timeout_s, CHECK_TIMEOUT_S))
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"cannot reach the LLM at {url}: {exc!r}") from exc
+        if response.status_code in (401, 403):
+            raise UpstreamError(f"the LLM endpoint rejects the API key ({response.status_code})")
+        if response.status_code >= 500:
+            raise UpstreamError(f"the LLM endpoint answers {response.status_code}")
 
     def close(self) -> None:
         self._client.close()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rag_service.errors import ConfigError
 from rag_service.protocols import VectorStore
 from rag_service.settings import Settings
-from rag_service.stores.chroma import ChromaStore, persistent_client
+from rag_service.stores.chroma import ChromaStore, http_client, persistent_client
 
 
 def _chroma(settings: Settings, collection_name: str, create: bool) -> VectorStore:
@@ -15,7 +15,14 @@ def _chroma(settings: Settings, collection_name: str, create: bool) -> VectorSto
     return ChromaStore(client, collection_name, create=create)
 
 
-STORES: dict[str, Callable[[Settings, str, bool], VectorStore]] = {"chroma": _chroma}
+def _chroma_http(settings: Settings, collection_name: str, create: bool) -> VectorStore:
+    return ChromaStore(http_client(settings.store), collection_name, create=create)
+
+
+STORES: dict[str, Callable[[Settings, str, bool], VectorStore]] = {
+    "chroma": _chroma,
+    "chroma-http": _chroma_http,
+}
 
 
 def open_store(settings: Settings, collection_name: str, *, create: bool = False) -> VectorStore:

@@ -1,5 +1,7 @@
 """Chroma as the vector store: one collection per index fingerprint, generations in metadata.
 
+Two clients: the embedded ``PersistentClient`` (one machine, files under ``data_dir``) and the
+``HttpClient`` of a Chroma server, which any number of API processes and reindexes can share.
 Vectors are always passed in explicitly; Chroma's default embedding function would download a
 model, which this service must never do.
 """
@@ -7,17 +9,20 @@ model, which this service must never do.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import chromadb
+import httpx
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaClientSettings
 
-from rag_service.errors import IndexNotReady
+from rag_service.errors import IndexNotReady, StoreUnavailable
 from rag_service.protocols import Vectors
+from rag_service.settings import StoreSettings
 from rag_service.types import Chunk, ScoredId
 
 # `retired_in` of a chunk that is still live. Chroma stores metadata integers as int64.
@@ -31,6 +36,60 @@ def persistent_client(path: Path) -> ClientAPI:
     return chromadb.PersistentClient(
         path=str(path), settings=ChromaClientSettings(anonymized_telemetry=False)
     )
+
+
+def http_client(settings: StoreSettings) -> ClientAPI:
+    """A client of the Chroma server the settings name; `StoreUnavailable` if it does not answer."""
+    url = settings.chroma_url()
+    headers: dict[str, str] = {}
+    if token := settings.chroma_auth_token.get_secret_value():
+        bearer = settings.chroma_auth_header == "Authorization"
+        headers[settings.chroma_auth_header] = f"Bearer {token}" if bearer else token
+    # Chroma's client has no timeout and its constructor already calls the server: ask first,
+    # with one, so a hung server fails here in seconds instead of holding the caller for ever.
+    try:
+        httpx.get(
+            f"{url}/api/v2/heartbeat", headers=headers, timeout=settings.chroma_timeout_s
+        ).raise_for_status()
+        client = chromadb.HttpClient(
+            host=settings.chroma_host,
+            port=settings.chroma_port,
+            ssl=settings.chroma_ssl,
+            headers=headers,
+            settings=ChromaClientSettings(anonymized_telemetry=False),
+        )
+    except (httpx.HTTPError, ValueError) as exc:
+        raise StoreUnavailable(f"the Chroma server at {url} does not answer: {exc}") from exc
+    # The same unbounded wait applies to every later request; the session is the client's own
+    # (private, hence checked): bound it too.
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if not isinstance(session, httpx.Client):
+        raise StoreUnavailable(f"chromadb {chromadb.__version__}: cannot bound request timeouts")
+    session.timeout = httpx.Timeout(settings.chroma_timeout_s)
+    return client
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _server_errors(
+    method: Callable[Concatenate[ChromaStore, _P], _R],
+) -> Callable[Concatenate[ChromaStore, _P], _R]:
+    """A Chroma server that went away (or hangs) is `StoreUnavailable`, whatever the call."""
+
+    @functools.wraps(method)
+    def call(self: ChromaStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except httpx.TransportError as exc:
+            where = self._client.get_settings()
+            raise StoreUnavailable(
+                f"the Chroma server at {where.chroma_server_host}:{where.chroma_server_http_port} "
+                f"does not answer: {exc!r}"
+            ) from exc
+
+    return call  # type: ignore[return-value]  # functools.wraps' type hides the signature
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -61,6 +120,7 @@ class ChromaStore:
     def max_batch_size(self) -> int:
         return int(self._client.get_max_batch_size())
 
+    @_server_errors
     def add(self, chunks: Sequence[Chunk], vectors: Vectors, generation: int) -> None:
         for offset, batch in enumerate(_batches(chunks, self.max_batch_size)):
             rows = vectors[offset * self.max_batch_size : offset * self.max_batch_size + len(batch)]
@@ -71,6 +131,7 @@ class ChromaStore:
                 metadatas=[{**c.metadata(), _ADDED: generation, _RETIRED: LIVE} for c in batch],
             )
 
+    @_server_errors
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
         for batch in _batches(chunks, self.max_batch_size):
             self._collection.update(
@@ -88,9 +149,11 @@ class ChromaStore:
         for batch in _batches(ids, self.max_batch_size):
             self._collection.delete(ids=list(batch))
 
+    @_server_errors
     def retire(self, ids: Collection[str], generation: int) -> None:
         self._set(sorted(ids), {_RETIRED: generation})
 
+    @_server_errors
     def reset_uncommitted(
         self, committed: int, adopt: Collection[str], generation: int
     ) -> set[str]:
@@ -104,11 +167,13 @@ class ChromaStore:
         self._set(unretired, {_RETIRED: LIVE})
         return set(adopted)
 
+    @_server_errors
     def purge_retired(self, up_to: int) -> int:
         ids = self._ids_where({_RETIRED: {"$lte": up_to}})
         self._delete(ids)
         return len(ids)
 
+    @_server_errors
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         found: dict[str, Chunk] = {}
         for batch in _batches(ids, self.max_batch_size):
@@ -122,6 +187,7 @@ class ChromaStore:
                 found[chunk_id] = Chunk.from_record(chunk_id, doc or "", dict(meta))
         return [found[i] for i in ids if i in found]
 
+    @_server_errors
     def search(
         self,
         vector: Vectors,
@@ -158,6 +224,7 @@ class ChromaStore:
             n_results = min(total, n_results * 4)
         return []
 
+    @_server_errors
     def count(self) -> int:
         return int(self._collection.count())
 
@@ -166,6 +233,7 @@ class ChromaStore:
         self.__dict__.pop("_collection", None)
         self._client.close()  # type: ignore[attr-defined]
 
+    @_server_errors
     def drop(self) -> None:
         with contextlib.suppress(chromadb.errors.NotFoundError):
             self._client.delete_collection(self.collection_name)

@@ -4,6 +4,7 @@ OpenAI-compatible server running the Gemma 3 270M GGUF (the whole path, end to e
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +99,15 @@ def test_end_to_end_with_llama_cpp_server(
 ) -> None:
     port = free_port()
     llama = f"http://127.0.0.1:{port}"
-    server_args = ["-m", "llama_cpp.server", "--model", str(gemma_gguf), "--host", "127.0.0.1"]
+    server_args = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gemma_gguf),
+        "--host",
+        "127.0.0.1",
+    ]
     server_args += ["--port", str(port), "--n_threads", "1", "--n_ctx", "4096"]
     with running(server_args, f"{llama}/v1/models", tmp_path, wait_s=120):
         env = {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.pipeline import reindex
 from rag_service.settings import Settings
@@ -20,6 +23,7 @@ pytestmark = pytest.mark.api
 class Server:
     url: str
     settings: Settings
+    log: Path  # the server's stderr: JSON lines
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +33,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     docs.mkdir()
     settings = Settings(_env_file=None, data_dir=root / "data", corpus_dir=docs)  # type: ignore[call-arg]
     env = {"RAG_DATA_DIR": str(settings.data_dir), "RAG_CORPUS_DIR": str(docs)}
-    with api_server(root, env) as url:
-        yield Server(url, settings)
+    log = root / "api.log"
+    with api_server(root, env, log=log) as url:
+        yield Server(url, settings, log)
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict:
@@ -55,9 +60,27 @@ def test_malformed_requests_get_problem_details(server: Server) -> None:
     assert_problem(httpx.get(f"{server.url}/v1/nothing-here"), 404)
 
 
-def test_request_id_is_echoed(server: Server) -> None:
-    response = httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": "abc-123"})
+def log_lines(server: Server) -> list[dict]:
+    return [json.loads(line) for line in server.log.read_text().splitlines()]
+
+
+def test_request_id_is_echoed_and_logged(server: Server) -> None:
+    response = httpx.get(f"{server.url}/v1/nothing", headers={"X-Request-ID": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
+    assert response.json()["request_id"] == "abc-123"
+    # Only plain ids are taken up (they go into every log line); others are replaced.
+    for offered in ('{"level": "ERROR"}', "x" * 200):
+        response = httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": offered})
+        assert len(response.headers["x-request-id"]) == 32 != len(offered)
+
+    # The server was started with no terminal: every line of its log is a JSON object, and the
+    # access line of a request carries its id.
+    lines = log_lines(server)
+    assert any(line["logger"] == "uvicorn.error" for line in lines)  # uvicorn's own, as JSON
+    [access] = [line for line in lines if line.get("request_id") == "abc-123"]
+    assert access["logger"] == "rag_service.access" and access["level"] == "INFO"
+    assert access["path"] == "/v1/nothing" and access["status"] == 404
+    assert access["method"] == "GET" and access["duration_ms"] >= 0
 
 
 def test_serves_each_new_generation_without_restart(
@@ -72,6 +95,11 @@ def test_serves_each_new_generation_without_restart(
         "rag reindex" in assert_problem(httpx.post(search, json={"query": "hello"}), 503)["detail"]
     )
     assert_problem(httpx.get(f"{server.url}/v1/index"), 503)
+    not_ready = assert_problem(httpx.get(f"{server.url}/readyz"), 503)
+    assert not_ready["detail"].startswith("not ready; index: no index has been built yet")
+    assert not_ready["checks"]["index"]["ok"] is False
+    assert not_ready["checks"]["store"]["ok"] is None  # not checked without an index
+    assert not_ready["checks"]["llm"] == {"ok": True, "detail": "extractive (sentence-selection)"}
 
     (docs / "llama.md").write_text("# Llamas\n\nLlamas are domesticated South American camelids.\n")
     (docs / "嵌入.md").write_text("# 嵌入\n\n嵌入把文本映射成向量，语义相近的文本向量也相近。\n")
@@ -110,6 +138,21 @@ def test_serves_each_new_generation_without_restart(
     assert sources[0] == "alpaca.md" and "llama.md" not in sources
     index = httpx.get(f"{server.url}/v1/index").json()
     assert index["generation"] == 2 and index["sources"] == 2
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["index"] == {"ok": True, "detail": "generation 2"}
+    assert ready.json()["checks"]["store"]["ok"] is True
+
+
+def metric_samples(url: str) -> dict[tuple[str, frozenset], float]:
+    """/metrics parsed by prometheus_client's own parser: (name, labels) -> value."""
+    response = httpx.get(f"{url}/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def test_ask_answers_with_citations_and_streams(server: Server) -> None:
@@ -149,3 +192,39 @@ def test_ask_rejects_malformed_requests(server: Server) -> None:
         422,
     )
     assert body["errors"][0]["loc"][:2] == ["body", "history"]
+
+
+def test_metrics_count_requests_stages_and_the_index(server: Server) -> None:
+    """Runs after the tests above: generation 2 served, searches and asks made."""
+    before = metric_samples(server.url)
+    search_route = {("method", "POST"), ("route", "/v1/search"), ("status", "200")}
+    searches = before[("rag_http_requests_total", frozenset(search_route))]
+    assert searches >= 3
+    httpx.post(f"{server.url}/v1/search", json={"query": "alpaca fleece"})
+    httpx.post(f"{server.url}/v1/ask", json={"question": "What are alpacas bred for?"})
+    httpx.post(f"{server.url}/v1/ask", json={"question": "Who won the 1998 World Cup?"})
+    httpx.get(f"{server.url}/v1/no/such/path/123")
+
+    after = metric_samples(server.url)
+    assert after[("rag_http_requests_total", frozenset(search_route))] == searches + 1
+    # Unknown paths share one label, so scanners cannot create series.
+    unmatched = {("method", "GET"), ("route", "<unmatched>"), ("status", "404")}
+    assert after[("rag_http_requests_total", frozenset(unmatched))] >= 1
+    assert not any("/v1/no/such" in str(labels) for _, labels in after)
+    latency = (
+        "rag_http_request_duration_seconds_count",
+        frozenset(search_route - {("status", "200")}),
+    )
+    assert after[latency] == before[latency] + 1
+    for stage in ("bm25", "dense", "fusion", "rerank"):  # searches made by /v1/ask count too
+        key = ("rag_stage_duration_seconds_count", frozenset({("stage", stage)}))
+        assert after[key] == before[key] + 3
+    for outcome in ("answered", "refused"):
+        key = ("rag_answers_total", frozenset({("outcome", outcome)}))
+        assert after[key] == before.get(key, 0) + 1
+    generate = ("rag_stage_duration_seconds_count", frozenset({("stage", "generate")}))
+    assert after[generate] == before[generate] + 1  # the refusal asked no model
+    for state in ("served", "committed"):
+        assert after[("rag_index_generation", frozenset({("state", state)}))] == 2
+    assert after[("rag_index_sources", frozenset())] == 2
+    assert after[("rag_index_loads", frozenset())] == 2

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag_service.api.deps import AnswerDep
+from rag_service.api.deps import AnswerDep, MetricsDep
 from rag_service.api.errors import problem_body, status_of
+from rag_service.api.metrics import ApiMetrics
 from rag_service.api.schemas import Filters, Passage, QueryText
 from rag_service.errors import RagError
 from rag_service.pipeline import Answer, AnswerService, Delta, Question
@@ -138,7 +139,11 @@ def _event(name: str, data: Any) -> bytes:
 
 
 def _stream(
-    request: Request, service: AnswerService, body: AskRequest, question: Question
+    request: Request,
+    service: AnswerService,
+    metrics: ApiMetrics,
+    body: AskRequest,
+    question: Question,
 ) -> StreamingResponse:
     # Retrieval runs now, so a missing index is a plain 503, not an error inside a stream.
     retrieved, events = service.ask_stream(question)
@@ -158,6 +163,7 @@ def _stream(
                 if isinstance(event, Delta):
                     yield _event("delta", {"text": event.text})
                 elif isinstance(event, Answer):
+                    metrics.observe_answer(event)
                     done = AskResponse.of(event, body.include_prompt)
                     yield _event(
                         "citations",
@@ -179,8 +185,12 @@ def _stream(
 
 
 @router.post("/v1/ask", response_model=None)
-def ask(request: Request, body: AskRequest, service: AnswerDep) -> AskResponse | StreamingResponse:
+def ask(
+    request: Request, body: AskRequest, service: AnswerDep, metrics: MetricsDep
+) -> AskResponse | StreamingResponse:
     question = body.to_question(request.app.state.settings.llm)
     if body.stream:
-        return _stream(request, service, body, question)
-    return AskResponse.of(service.ask(question), body.include_prompt)
+        return _stream(request, service, metrics, body, question)
+    answer = service.ask(question)
+    metrics.observe_answer(answer)
+    return AskResponse.of(answer, body.include_prompt)

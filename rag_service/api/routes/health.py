@@ -1,18 +1,76 @@
+"""Operations: liveness, readiness, metrics, and what index is served."""
+
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rag_service.api.deps import SearchDep
+from rag_service.api.deps import AnswerDep, MetricsDep, SearchDep
+from rag_service.api.errors import problem
+from rag_service.errors import RagError, StoreUnavailable, UpstreamError
+from rag_service.pipeline import AnswerService
+from rag_service.search import SearchService
 
 router = APIRouter(tags=["operations"])
 
 
+@dataclass(frozen=True)
+class Check:
+    ok: bool | None  # None: not checked, because an earlier check failed
+    detail: str
+
+
+def _index_and_store(search: SearchService) -> tuple[Check, Check]:
+    """Loads the committed index if this process has not yet, and asks the store for the
+    collection's size: a real round trip to a Chroma server."""
+    try:
+        with search.current() as served:
+            chunks = served.store.count()
+            generation = served.pointer.generation
+    except StoreUnavailable as exc:
+        return Check(None, "not checked: the store is unavailable"), Check(False, str(exc))
+    except RagError as exc:
+        return Check(False, str(exc)), Check(None, "not checked: no index loaded")
+    return Check(True, f"generation {generation}"), Check(True, f"{chunks} vectors stored")
+
+
+def _llm(answers: AnswerService, fallback: bool) -> Check:
+    try:
+        answers.llm.check()
+    except UpstreamError as exc:
+        if fallback:  # answers still come, extractively: degraded, not unready
+            return Check(True, f"degraded, answering extractively: {exc}")
+        return Check(False, str(exc))
+    return Check(True, f"{answers.llm.backend} ({answers.llm.model})")
+
+
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
-    """The process is up. Says nothing about the index: see /v1/index."""
+    """The process is up. Says nothing about the index or the store: see /readyz."""
     return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(request: Request, search: SearchDep, answers: AnswerDep) -> dict[str, Any] | Response:
+    """Ready to answer: the index is loaded, the store answers, and so does the LLM (when one is
+    configured). 503 problem with every check otherwise."""
+    index, store = _index_and_store(search)
+    llm = _llm(answers, request.app.state.settings.llm.fallback)
+    checks = {"index": index, "store": store, "llm": llm}
+    failed = [f"{name}: {check.detail}" for name, check in checks.items() if check.ok is False]
+    body = {name: asdict(check) for name, check in checks.items()}
+    if failed:
+        return problem(request, 503, "not ready; " + "; ".join(failed), checks=body)
+    return {"status": "ready", "checks": body}
+
+
+@router.get("/metrics")
+def metrics(metrics: MetricsDep) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/index")

@@ -1,0 +1,107 @@
+"""Prometheus metrics of one API process, on a registry of its own (so tests can build many apps).
+
+Requests are labelled by route template, never by raw path, so a scan of random URLs cannot blow
+up the number of series. Index figures are read when scraped, not kept up to date by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rag_service.pipeline import Answer
+from rag_service.search import SearchService
+
+# From a 1 ms BM25 lookup to a slow LLM answer.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# Search timings (ms) -> stage label; "total" is left out, the request histogram has it.
+_SEARCH_STAGES = {
+    "bm25": "bm25",
+    "dense": "dense",
+    "fusion": "fusion",
+    "rerank_and_fetch": "rerank",
+}
+
+
+class IndexCollector(Collector):
+    def __init__(self, search: SearchService) -> None:
+        self._search = search
+
+    def collect(self) -> Iterator[Metric]:
+        generation = GaugeMetricFamily(
+            "rag_index_generation",
+            "Index generation: the last committed one and the one this process serves.",
+            labels=["state"],
+        )
+        chunks = GaugeMetricFamily("rag_index_chunks", "Chunks in the served index.")
+        sources = GaugeMetricFamily("rag_index_sources", "Documents in the served index.")
+        committed = self._search.committed_pointer()
+        if committed is not None:
+            generation.add_metric(["committed"], committed.generation)
+        served = self._search.served_pointer
+        if served is not None:
+            generation.add_metric(["served"], served.generation)
+            chunks.add_metric([], served.chunks)
+            sources.add_metric([], served.sources)
+        loads = GaugeMetricFamily(
+            "rag_index_loads", "Index generations this process has loaded since it started."
+        )
+        loads.add_metric([], self._search.loads)
+        yield from (generation, chunks, sources, loads)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "rag_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "rag_http_request_duration_seconds",
+            "Time to the response's start (for streams, to the first event).",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.stages = Histogram(
+            "rag_stage_duration_seconds",
+            "Time per pipeline stage: bm25, dense, fusion, rerank (every search, /v1/ask's "
+            "included) and generate (answers written by an LLM).",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "rag_answers",
+            "Answers by outcome: answered, refused (weak evidence or the LLM declined), fallback.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def watch_index(self, search: SearchService) -> None:
+        self.registry.register(IndexCollector(search))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def observe_search(self, timings_ms: Mapping[str, float]) -> None:
+        for key, stage in _SEARCH_STAGES.items():
+            if key in timings_ms:
+                self.stages.labels(stage).observe(timings_ms[key] / 1000)
+
+    def observe_answer(self, answer: Answer) -> None:
+        if answer.fallback_reason is not None:
+            outcome = "fallback"
+        else:
+            outcome = "answered" if answer.answerable else "refused"
+        self.answers.labels(outcome).inc()
+        if answer.prompt is not None:  # a model was asked
+            self.stages.labels("generate").observe(answer.timings_ms["generate"] / 1000)

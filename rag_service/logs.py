@@ -1,0 +1,65 @@
+"""Logging for the CLI and the server: text for a person at a terminal, one JSON object per line
+for a log collector. Every line logged while a request is handled carries its request id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from rag_service.settings import LogSettings
+
+# Set by the API's middleware for the duration of a request.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+# Libraries that log every HTTP request they make at INFO (Chroma's client makes several per query).
+_CHATTY = ("httpx", "httpcore", "chromadb", "sentence_transformers", "jieba")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (rid := request_id.get()) is not None:
+            entry["request_id"] = rid
+        entry.update((k, v) for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = request_id.get()
+        return f"{line} [{rid}]" if rid is not None else line
+
+
+def use_json(settings: LogSettings) -> bool:
+    return settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
+
+
+def configure_logging(settings: LogSettings, level: str | None = None) -> None:
+    """Route every logger (uvicorn's included) through one handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if use_json(settings) else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level or settings.level)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
