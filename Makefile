@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run index test lint bench clean
+.PHONY: install install-dev run index test lint deploy-check bench clean
 
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock
 
@@ -33,10 +33,18 @@ run: index
 test: lint
 	$(BIN)/python -m pytest
 
-lint: install-dev
+lint: install-dev deploy-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# No Docker engine needed: hadolint lints the Dockerfile, Compose v1 validates the compose file.
+deploy-check: install-dev
+	$(BIN)/hadolint Dockerfile
+	@command -v docker-compose >/dev/null || { echo "docker-compose is missing:" \
+		"apt-get install --no-install-recommends docker-compose"; exit 1; }
+	docker-compose config -q
+	docker-compose --profile llm config -q
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,8 @@
 ``POST /_mode`` with ``{"mode": ...}`` picks the behaviour of ``/v1/chat/completions``:
 ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
 choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
-slowstream (one delta, then silence). ``GET /_requests`` counts completion requests since the
+slowstream (one delta, then silence), unauthorized (401). ``GET /v1/models`` answers 500 in
+mode error and 401 in mode unauthorized, 200 otherwise. ``GET /_requests`` counts completion requests since the
 last mode change, and the Authorization header of the last one.
 """
 
@@ -49,7 +50,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_requests":
             self._json(200, {"requests": _State.requests, "authorization": _State.authorization})
         elif self.path == "/v1/models":
-            self._json(200, {"data": [{"id": "stub"}]})
+            status = {"error": 500, "unauthorized": 401}.get(_State.mode, 200)
+            self._json(status, {"data": [{"id": "stub"}]})
         else:
             self._json(404, {"error": "not found"})
 
@@ -69,7 +71,9 @@ class Handler(BaseHTTPRequestHandler):
             mode, count = _State.mode, _State.requests
         if mode == "slow":
             time.sleep(SLEEP_S)
-        if mode == "garbage":
+        if mode == "unauthorized":
+            self._json(401, {"error": {"message": "invalid api key"}})
+        elif mode == "garbage":
             self._send(200, b"<html>upstream proxy error</html>", "text/html")
         elif mode == "shapeless":
             self._json(200, {"object": "chat.completion", "result": "no choices here"})

@@ -59,7 +59,8 @@ def http_client(settings: StoreSettings) -> ClientAPI:
             settings=ChromaClientSettings(anonymized_telemetry=False),
         )
     except (httpx.HTTPError, ValueError) as exc:
-        raise StoreUnavailable(f"the Chroma server at {url} does not answer: {exc}") from exc
+        where = f"{settings.chroma_host}:{settings.chroma_port}"
+        raise StoreUnavailable(f"the Chroma server at {where} does not answer: {exc!r}") from exc
     # The same unbounded wait applies to every later request; the session is the client's own
     # (private, hence checked): bound it too.
     session = getattr(getattr(client, "_server", None), "_session", None)

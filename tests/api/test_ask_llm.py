@@ -79,18 +79,43 @@ def test_stream_failures_end_in_an_error_event(
     assert error["status"] == status and error["request_id"] == response.headers["x-request-id"]
 
 
+def test_readiness_asks_the_llm_endpoint(stubbed: tuple[str, str]) -> None:
+    api, stub = stubbed
+    ready = httpx.get(f"{api}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["llm"] == {"ok": True, "detail": "openai (default)"}
+    try:
+        for mode, reason in [("error", "answers 500"), ("unauthorized", "rejects the API key")]:
+            set_mode(stub, mode)
+            body = assert_problem(httpx.get(f"{api}/readyz"), 503)
+            assert body["checks"]["llm"]["ok"] is False and reason in body["detail"]
+            assert body["checks"]["index"]["ok"] is True  # the rest is fine
+    finally:
+        set_mode(stub, "ok")
+    assert httpx.get(f"{api}/readyz").status_code == 200
+
+
 def test_a_stopped_llm_server_is_a_502(tmp_path: Path, indexed_docs: dict[str, str]) -> None:
     env = {**indexed_docs, "RAG_LLM__BACKEND": "openai", "RAG_LLM__MAX_RETRIES": "0"}
     env["RAG_LLM__BASE_URL"] = f"http://127.0.0.1:{free_port()}/v1"
     with api_server(tmp_path, env) as api:
         response = httpx.post(f"{api}/v1/ask", json={"question": QUESTION})
         assert "cannot reach the LLM" in assert_problem(response, 502)["detail"]
+        assert (
+            "llm: cannot reach the LLM" in assert_problem(httpx.get(f"{api}/readyz"), 503)["detail"]
+        )
         env_fallback = {**env, "RAG_LLM__FALLBACK": "true"}
     with api_server(tmp_path, env_fallback) as api:
         body = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}).json()
         assert body["generator"]["backend"] == "extractive"
         assert "cannot reach the LLM" in body["generator"]["fallback_reason"]
         assert body["answer"].endswith("The original transformer used eight heads. [1]")
+        # Answers still come (extractively): degraded, but ready.
+        ready = httpx.get(f"{api}/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["llm"]["detail"].startswith(
+            "degraded, answering extractively"
+        )
 
 
 @pytest.mark.slow
