@@ -20,7 +20,7 @@ import httpx
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaClientSettings
 
-from rag_service.errors import IndexNotReady, StoreUnavailable
+from rag_service.errors import ConfigError, IndexNotReady, StoreUnavailable
 from rag_service.protocols import Vectors
 from rag_service.settings import StoreSettings
 from rag_service.types import Chunk, ScoredId
@@ -65,7 +65,7 @@ def http_client(settings: StoreSettings) -> ClientAPI:
     # (private, hence checked): bound it too.
     session = getattr(getattr(client, "_server", None), "_session", None)
     if not isinstance(session, httpx.Client):
-        raise StoreUnavailable(f"chromadb {chromadb.__version__}: cannot bound request timeouts")
+        raise ConfigError(f"chromadb {chromadb.__version__}: cannot bound request timeouts")
     session.timeout = httpx.Timeout(settings.chroma_timeout_s)
     return client
 
