@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL_DIR = REPO.parent / "shared" / "eval"
+
+# The benchmarks start and stop servers exactly as the tests do (tests/servers.py).
+sys.path.insert(0, str(REPO))
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -39,6 +38,7 @@ from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from rag_service.types import Chunk
+from tests.servers import free_port, running
 
 PY = sys.executable
 CACHE = REPO / "data" / "eval-cache" / "embeddings.sqlite"
@@ -56,6 +56,17 @@ def perturb(text: str, rng: random.Random) -> str:
 def build_index(data_dir: Path, target_chunks: int) -> tuple[Settings, list[str]]:
     """Index SciFact into `data_dir` (grown to `target_chunks` if larger); returns its claims."""
     settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    chunks, matrix, questions = scifact_chunks(settings, target_chunks)
+    write_index(settings, chunks, matrix)
+    return settings, questions
+
+
+def scifact_chunks(
+    settings: Settings, target_chunks: int
+) -> tuple[list[Chunk], np.ndarray, list[str]]:
+    """SciFact's chunks and vectors (grown to `target_chunks` if larger), and its claims.
+
+    Indexed through a temporary index with `settings`' embedder, chunking and store backend."""
     with prepared_set(EVAL_DIR / "scifact_train", settings, CACHE) as p:
         questions = [q.question for q in p.eval_set.questions]
         ids = list(p.source_of)
@@ -81,8 +92,12 @@ def build_index(data_dir: Path, target_chunks: int) -> tuple[Settings, list[str]
             )
         noisy = vectors[:n] + nrng.normal(0, 0.02, size=vectors[:n].shape).astype(np.float32)
         all_vectors.append(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
-    matrix = np.concatenate(all_vectors)
+    return all_chunks, np.concatenate(all_vectors), questions
 
+
+def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray) -> None:
+    """Commit the chunks and their vectors as generation 1: into the store `settings` names,
+    and the pointer, manifest and BM25 files under its data dir."""
     fingerprint = index_fingerprint(settings)
     collection = collection_name(settings, fingerprint)
     store = open_store(settings, collection, create=True)
@@ -93,7 +108,7 @@ def build_index(data_dir: Path, target_chunks: int) -> tuple[Settings, list[str]
     manifest: dict[str, SourceEntry] = {}
     for c in all_chunks:
         manifest.setdefault(c.source, SourceEntry("synthetic", c.title, [])).chunk_ids.append(c.id)
-    state = IndexState(data_dir)
+    state = IndexState(settings.data_dir)
     by_id = {c.id: c for c in all_chunks}
     sources = sorted(manifest)
     row_ids = [cid for s in sources for cid in manifest[s].chunk_ids]
@@ -104,34 +119,14 @@ def build_index(data_dir: Path, target_chunks: int) -> tuple[Settings, list[str]
         settings.retrieval.bm25_backend,
     ).save(state.bm25_path(collection, 1, settings.retrieval.bm25_backend))
     state.commit(collection, 1, fingerprint, manifest)
-    return settings, questions
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, **env},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(health, timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited {proc.returncode}")
-        time.sleep(0.5)
-    raise RuntimeError(f"{cmd} did not become healthy")
+def server(
+    argv: list[str], env: dict[str, str], health: str
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A server process, healthy on entry (loading 100k chunks takes a while), stopped on exit;
+    its stderr goes to a log under the system's temporary folder."""
+    return running(argv, health, Path(tempfile.gettempdir()), env, wait_s=600)
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -141,30 +136,36 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(url: str, questions: list[str], single: int, concurrent: int) -> dict[str, float]:
+def measure(
+    url: str | list[str], questions: list[str], single: int, concurrent: int
+) -> dict[str, float]:
+    """Several URLs (replicas of one service) share the load round-robin, as a proxy would:
+    the sequential requests in turn, and the 8 client threads one URL each."""
+    urls = [url] if isinstance(url, str) else url
     with httpx.Client(timeout=120) as client:
-        for q in questions[:5]:  # warm-up
-            client.post(url, json={"query": q, "top_k": 5}).raise_for_status()
+        for u in urls:
+            for q in questions[:5]:  # warm-up
+                client.post(u, json={"query": q, "top_k": 5}).raise_for_status()
         latencies = []
-        for q in questions[:single]:
+        for n, q in enumerate(questions[:single]):
             started = time.perf_counter()
-            client.post(url, json={"query": q, "top_k": 5}).raise_for_status()
+            client.post(urls[n % len(urls)], json={"query": q, "top_k": 5}).raise_for_status()
             latencies.append((time.perf_counter() - started) * 1000)
 
     work = list(questions[:concurrent])
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(target: str) -> None:
         with httpx.Client(timeout=120) as client:
             while True:
                 with lock:
                     if not work:
                         return
                     q = work.pop()
-                client.post(url, json={"query": q, "top_k": 5}).raise_for_status()
+                client.post(target, json={"query": q, "top_k": 5}).raise_for_status()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker, args=(urls[n % len(urls)],)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -196,27 +197,22 @@ def main() -> None:
         results: dict[str, object] = {"chunks": pointer.chunks}
 
         port = free_port()
-        ours = start(
+        with server(
             [PY, "-m", "rag_service.cli", "serve", "--port", str(port)],
             env,
             f"http://127.0.0.1:{port}/v1/index",
-        )
-        try:
+        ) as ours:
             results["ours"] = measure(
                 f"http://127.0.0.1:{port}/v1/search", questions, args.single, args.concurrent
             )
             results["ours"]["peak_rss_mb"] = vm_hwm_mb(ours.pid)  # type: ignore[index]
-        finally:
-            ours.terminate()
-            ours.wait()
 
         port = free_port()
-        theirs = start(
+        with server(
             [PY, str(REPO / "bench" / "langchain_server.py"), str(data_dir), str(port)],
             env,
             f"http://127.0.0.1:{port}/healthz",
-        )
-        try:
+        ) as theirs:
             results["langchain_ensemble"] = measure(
                 f"http://127.0.0.1:{port}/v1/search",
                 questions,
@@ -224,9 +220,6 @@ def main() -> None:
                 args.langchain_concurrent,
             )
             results["langchain_ensemble"]["peak_rss_mb"] = vm_hwm_mb(theirs.pid)  # type: ignore[index]
-        finally:
-            theirs.terminate()
-            theirs.wait()
 
     o, lc = results["ours"], results["langchain_ensemble"]
     results["ratio_p50_langchain_over_ours"] = lc["p50_ms"] / o["p50_ms"]  # type: ignore[index]
