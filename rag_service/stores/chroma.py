@@ -196,12 +196,13 @@ class ChromaStore:
         generation: int,
         accept: Callable[[str], bool] | None = None,
     ) -> list[ScoredId]:
-        total = self._collection.count()
         # Chunks of other generations are filtered out after the search: they exist only around a
         # reindex and are few, so asking for a few more is cheaper than a metadata pre-filter.
         # Texts are not fetched here (that halves the query time); callers get the few they keep.
-        n_results = min(total, k + 16)
-        while n_results > 0:
+        # No count() first to cap n_results: Chroma returns what it has, and against a server
+        # that saved one of the three round trips per search.
+        n_results = k + 16
+        while True:
             result = self._collection.query(
                 query_embeddings=[vector.tolist()],
                 n_results=n_results,
@@ -220,10 +221,9 @@ class ChromaStore:
                 and int(meta[_ADDED]) <= generation < int(meta[_RETIRED])  # type: ignore[arg-type]
                 and (accept is None or accept(str(meta["source"])))
             ]
-            if len(hits) >= k or n_results >= total:
+            if len(hits) >= k or len(result["ids"][0]) < n_results:  # or nothing more to give
                 return hits[:k]
-            n_results = min(total, n_results * 4)
-        return []
+            n_results *= 4
 
     @_server_errors
     def count(self) -> int:
