@@ -2,7 +2,7 @@
 recipe (EnsembleRetriever 0.5/0.5 over BM25Retriever and the Chroma retriever) served the same
 way, on the same chunks, vectors and embedder.
 
-    python bench/search_bench.py --chunks 0        # the SciFact index as it is (~15k chunks)
+    python bench/search_bench.py --chunks 0        # the SciFact index as it is (10,809 chunks)
     python bench/search_bench.py --chunks 100000   # grown to 100k chunks, see below
 
 Embedding 100k chunks takes hours on this CPU, so the large corpus is synthesised from the real
