@@ -16,6 +16,7 @@ from rag_service.api.errors import install_error_handlers
 from rag_service.api.metrics import ApiMetrics
 from rag_service.api.routes import ask, health, search
 from rag_service.embedders import build_embedder
+from rag_service.errors import RagError
 from rag_service.logs import request_id
 from rag_service.pipeline import build_answer_service
 from rag_service.rerankers import build_reranker
@@ -23,6 +24,7 @@ from rag_service.retrieval.tokenize import tokenize
 from rag_service.search import SearchService
 from rag_service.settings import Settings
 
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("rag_service.access")
 
 # A caller's request id is echoed only if it is short and plain: it ends up in every log line.
@@ -35,6 +37,16 @@ _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 def _route_template(request: Request) -> str:
     """The matched route's path template (set by the router once it has routed the request)."""
     return str(getattr(request.scope.get("route"), "path", "<unmatched>"))
+
+
+def _load_index(search: SearchService) -> None:
+    """Load the committed index at start, not on the first request (~0.3 s at 10k chunks). Its
+    absence is no reason not to start: a reindex may come later, and /readyz says so till then."""
+    try:
+        with search.current() as served:
+            log.info("serving generation %d", served.pointer.generation)
+    except RagError as exc:
+        log.warning("not serving an index yet: %s", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The first query would otherwise pay for jieba's dictionary (~1 s) and torch's first run.
         await anyio.to_thread.run_sync(tokenize, "预热 warm-up")
         await anyio.to_thread.run_sync(embedder.embed_query, "warm-up")
+        await anyio.to_thread.run_sync(_load_index, search)
         app.state.search, app.state.answers = search, answers
         yield
         search.close()
