@@ -38,6 +38,7 @@ class StageDetail(BaseModel):
     dense_rank: int | None
     dense_score: float | None
     fused_score: float
+    bigram_share: float | None
     rerank_score: float | None
 
 
@@ -72,6 +73,7 @@ class Passage(BaseModel):
                 dense_rank=hit.dense_rank,
                 dense_score=hit.dense_score,
                 fused_score=hit.fused_score,
+                bigram_share=hit.bigram_share,
                 rerank_score=hit.rerank_score,
             ),
         )

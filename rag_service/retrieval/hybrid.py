@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag_service.protocols import Embedder, Reranker, Retriever, VectorStore
+from rag_service.retrieval.bigrams import bigram_share, cjk_bigrams
 from rag_service.retrieval.bm25 import Bm25Index
 from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
 from rag_service.retrieval.tokenize import tokenize
@@ -68,12 +69,13 @@ class Bm25Retriever:
 @dataclass(frozen=True)
 class RetrievedPassage:
     chunk: Chunk
-    score: float  # the final ranking score: rerank score if reranked, else fused score
+    score: float  # the final ranking score: rerank score if reranked, else fused (+ bigram boost)
     fused_score: float
     bm25_rank: int | None
     bm25_score: float | None
     dense_rank: int | None
     dense_score: float | None
+    bigram_share: float | None  # Chinese queries: share of the query's character pairs held
     rerank_score: float | None
 
 
@@ -123,11 +125,21 @@ class HybridRetriever:
         fused = self.fuse(bm25, dense, language)
         t_fused = time.perf_counter()
 
-        keep = max(top_k, self._settings.rerank_depth) if self._reranker else top_k
-        shortlist = fused[:keep]
+        boost = self._settings.bigram_weight_zh if language == "zh" else 0.0
+        grams = cjk_bigrams(query) if boost else frozenset()
+        deep = self._reranker is not None or bool(grams)
+        shortlist = fused[: max(top_k, self._settings.rerank_depth) if deep else top_k]
         chunks = self._store.get([hit.chunk_id for hit in shortlist])
         by_id = {chunk.id: chunk for chunk in chunks}
         shortlist = [hit for hit in shortlist if hit.chunk_id in by_id]
+        fused_scores = {hit.chunk_id: hit.score for hit in shortlist}
+        shares: dict[str, float] = {}
+        if grams:
+            shares = {h.chunk_id: bigram_share(grams, by_id[h.chunk_id].text) for h in shortlist}
+            boosted = [
+                ScoredId(h.chunk_id, h.score + boost * shares[h.chunk_id]) for h in shortlist
+            ]
+            shortlist = sorted(boosted, key=lambda hit: -hit.score)  # stable: ties keep fused order
         rerank_scores: dict[str, float] = {}
         if self._reranker is not None and shortlist:
             scores = self._reranker.rerank(query, [by_id[hit.chunk_id] for hit in shortlist])
@@ -146,11 +158,12 @@ class HybridRetriever:
                 RetrievedPassage(
                     chunk=by_id[hit.chunk_id],
                     score=rerank if rerank is not None else hit.score,
-                    fused_score=hit.score,
+                    fused_score=fused_scores[hit.chunk_id],
                     bm25_rank=b_rank,
                     bm25_score=b_score,
                     dense_rank=d_rank,
                     dense_score=d_score,
+                    bigram_share=shares.get(hit.chunk_id),
                     rerank_score=rerank,
                 )
             )

@@ -137,3 +137,31 @@ def test_eval_command_scores_every_system(tmp_path: Path) -> None:
     assert (
         report["systems"]["langchain_ensemble"]["ndcg@10"] <= report["systems"]["ours"]["ndcg@10"]
     )
+
+
+def test_chinese_queries_are_boosted_by_character_pairs(service: SearchService) -> None:
+    zh = service.search("门控网络怎样选择专家？", 5).passages
+    # 门控 控网 网络 选择 专家 of 9 pairs (络怎 怎样 样选 择专 are not in it)
+    assert zh[0].chunk.source == "专家.md" and zh[0].bigram_share == 5 / 9
+    for passage in zh:  # the boost is added to the fused score, with weight 1.0
+        assert passage.bigram_share is not None
+        assert passage.score == pytest.approx(passage.fused_score + passage.bigram_share)
+    assert [p.score for p in zh] == sorted((p.score for p in zh), reverse=True)
+    # English queries are not boosted: their score is the fused score.
+    en = service.search("What is the capital of France?", 3).passages
+    assert all(p.bigram_share is None and p.score == p.fused_score for p in en)
+
+
+def test_the_bigram_boost_can_be_turned_off(
+    tmp_path: Path, service: SearchService, embedder: CountingEmbedder
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path / "data", retrieval={"bigram_weight_zh": 0}
+    )
+    plain = SearchService(settings, embedder)
+    try:
+        zh = plain.search("门控网络怎样选择专家？", 5).passages
+    finally:
+        plain.close()
+    assert zh[0].chunk.source == "专家.md"
+    assert all(p.bigram_share is None and p.score == p.fused_score for p in zh)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from rag_service.retrieval.bigrams import bigram_share, cjk_bigrams
 from rag_service.retrieval.hybrid import SearchFilters, query_language
 from rag_service.retrieval.tokenize import normalize, tokenize
 
@@ -45,3 +46,18 @@ def test_filters() -> None:
     assert f.active and f.accepts("en/a.md")
     assert not f.accepts("zh/b.md") and not f.accepts("en/c.md")
     assert not SearchFilters().active
+
+
+def test_chinese_bigrams_fold_script_width_and_punctuation() -> None:
+    assert cjk_bigrams("混合專家，模型 MoE") == {"混合", "合专", "专家", "家模", "模型"}
+    assert cjk_bigrams("ＢＭ25 and no Chinese") == frozenset()
+    assert cjk_bigrams("字") == frozenset()
+
+
+def test_bigram_share_is_the_share_of_query_pairs_held() -> None:
+    grams = cjk_bigrams(
+        "门控网络选择专家"
+    )  # 门控 控网 网络 络选 选择 择专 专家: all but 络选 below
+    assert bigram_share(grams, "混合专家模型用门控网络为每个词元选择专家。") == 6 / 7
+    assert bigram_share(grams, "門控網絡選擇專家") == 1.0  # Traditional script
+    assert bigram_share(frozenset(), "anything") == 0.0
