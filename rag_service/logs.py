@@ -14,8 +14,13 @@ from rag_service.settings import LogSettings
 # Set by the API's middleware for the duration of a request.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field
+# (except uvicorn's `color_message`, the message again with terminal colour codes).
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 # Libraries that log every HTTP request they make at INFO (Chroma's client makes several per query).
 _CHATTY = ("httpx", "httpcore", "chromadb", "sentence_transformers", "jieba")

@@ -76,7 +76,8 @@ def test_request_id_is_echoed_and_logged(server: Server) -> None:
     # The server was started with no terminal: every line of its log is a JSON object, and the
     # access line of a request carries its id.
     lines = log_lines(server)
-    assert any(line["logger"] == "uvicorn.error" for line in lines)  # uvicorn's own, as JSON
+    uvicorn = [line for line in lines if line["logger"] == "uvicorn.error"]  # its own, as JSON
+    assert uvicorn and not any("color_message" in line for line in uvicorn)
     [access] = [line for line in lines if line.get("request_id") == "abc-123"]
     assert access["logger"] == "rag_service.access" and access["level"] == "INFO"
     assert access["path"] == "/v1/nothing" and access["status"] == 404
