@@ -21,10 +21,9 @@ from rag_service.evaluation.metrics import percentile
 from rag_service.evaluation.runner import prepared_set
 from rag_service.pipeline import Answer, Question, build_answer_service
 from rag_service.retrieval.hybrid import SearchFilters
-from rag_service.retrieval.tokenize import normalize
+from rag_service.retrieval.tokenize import CJK_CHAR, normalize
 from rag_service.settings import Settings
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _PUNCTUATION = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】「」『』—…·")
 
 
@@ -40,7 +39,7 @@ def _answer_tokens(text: str) -> list[str]:
     """Words for English; single characters for Chinese (as the CMRC 2018 scorer does)."""
     tokens: list[str] = []
     for word in _normal_answer(text).split():
-        tokens.extend(list(word) if _CJK.search(word) else [word])
+        tokens.extend(list(word) if CJK_CHAR.search(word) else [word])
     return tokens
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-from rag_service.retrieval.tokenize import normalize
+from rag_service.retrieval.tokenize import CJK, normalize
 
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CJK_RUN = re.compile(rf"[{CJK}]+")
 # Spaces and punctuation go before runs are split, so "检索，增强" still yields "索增".
 _NOT_TEXT = re.compile(r"[\s\W_]+")
 

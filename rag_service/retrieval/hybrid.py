@@ -11,11 +11,10 @@ from rag_service.protocols import Embedder, Reranker, Retriever, VectorStore
 from rag_service.retrieval.bigrams import bigram_share, cjk_bigrams
 from rag_service.retrieval.bm25 import Bm25Index
 from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
-from rag_service.retrieval.tokenize import tokenize
+from rag_service.retrieval.tokenize import CJK_CHAR, tokenize
 from rag_service.settings import RetrievalSettings
 from rag_service.types import Chunk, ScoredId
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -25,7 +24,7 @@ def query_language(text: str) -> str:
     Counting words, not letters, keeps "RecursiveCharacterTextSplitter 按什么切分？" Chinese and
     "What does 注意力 mean in a transformer?" English.
     """
-    chinese = len(_CJK.findall(text))
+    chinese = len(CJK_CHAR.findall(text))
     return "zh" if chinese and chinese >= 2 * len(_LATIN_WORD.findall(text)) else "en"
 
 

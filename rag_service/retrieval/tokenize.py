@@ -19,9 +19,11 @@ from typing import Any
 # Bump when the tokens produced change: cached tokens and BM25 indexes are keyed by it.
 TOKENIZER_VERSION = 1
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[._+\-'][a-z0-9]+)*")
-_HAS_CJK = re.compile(rf"[{_CJK}]")
+# Chinese characters (CJK unified ideographs, extension A, compatibility ideographs), as the body
+# of a character class; every module that tells Chinese text apart uses these two.
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_CHAR = re.compile(rf"[{CJK}]")
+_TOKEN = re.compile(rf"[{CJK}]+|[a-z0-9]+(?:[._+\-'][a-z0-9]+)*")
 _JOINERS = re.compile(r"[._+\-']")
 
 ENGLISH_STOPWORDS = frozenset(
@@ -65,7 +67,7 @@ def _stemmer() -> Any:
 
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower()
-    if _HAS_CJK.search(text):
+    if CJK_CHAR.search(text):
         text = str(_to_simplified().convert(text))
     return text
 
@@ -76,7 +78,7 @@ def tokenize(text: str) -> list[str]:
     stem = _stemmer().stemWord
     for match in _TOKEN.finditer(normalize(text)):
         piece = match.group()
-        if _HAS_CJK.match(piece):
+        if CJK_CHAR.match(piece):
             tokens.extend(
                 word for word in jieba.cut_for_search(piece) if word not in CHINESE_STOPWORDS
             )
