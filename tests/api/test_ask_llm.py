@@ -20,19 +20,24 @@ pytestmark = pytest.mark.api
 QUESTION = "How many heads did the original transformer use?"
 
 
+def openai_env(indexed_docs: dict[str, str], server: str, **llm: str) -> dict[str, str]:
+    """RAG_* variables for the indexed test docs answered by the OpenAI-compatible ``server``
+    (its URL up to the port); ``llm`` adds RAG_LLM__<NAME> settings."""
+    return {
+        **indexed_docs,
+        "RAG_LLM__BACKEND": "openai",
+        "RAG_LLM__BASE_URL": f"{server}/v1",
+        **{f"RAG_LLM__{name.upper()}": value for name, value in llm.items()},
+    }
+
+
 @pytest.fixture(scope="module")
 def stubbed(
     tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]
 ) -> Iterator[tuple[str, str]]:
     root = tmp_path_factory.mktemp("stubbed")
     with llm_stub(root) as stub:
-        env = {
-            **indexed_docs,
-            "RAG_LLM__BACKEND": "openai",
-            "RAG_LLM__BASE_URL": f"{stub}/v1",
-            "RAG_LLM__TIMEOUT_S": "2",
-            "RAG_LLM__MAX_RETRIES": "0",
-        }
+        env = openai_env(indexed_docs, stub, timeout_s="2", max_retries="0")
         with api_server(root, env) as api:
             yield api, stub
 
@@ -96,8 +101,7 @@ def test_readiness_asks_the_llm_endpoint(stubbed: tuple[str, str]) -> None:
 
 
 def test_a_stopped_llm_server_is_a_502(tmp_path: Path, indexed_docs: dict[str, str]) -> None:
-    env = {**indexed_docs, "RAG_LLM__BACKEND": "openai", "RAG_LLM__MAX_RETRIES": "0"}
-    env["RAG_LLM__BASE_URL"] = f"http://127.0.0.1:{free_port()}/v1"
+    env = openai_env(indexed_docs, f"http://127.0.0.1:{free_port()}", max_retries="0")
     with api_server(tmp_path, env) as api:
         response = httpx.post(f"{api}/v1/ask", json={"question": QUESTION})
         assert "cannot reach the LLM" in assert_problem(response, 502)["detail"]
@@ -135,13 +139,7 @@ def test_end_to_end_with_llama_cpp_server(
     ]
     server_args += ["--port", str(port), "--n_threads", "1", "--n_ctx", "4096"]
     with running(server_args, f"{llama}/v1/models", tmp_path, wait_s=120):
-        env = {
-            **indexed_docs,
-            "RAG_LLM__BACKEND": "openai",
-            "RAG_LLM__BASE_URL": f"{llama}/v1",
-            "RAG_LLM__MODEL": "gemma",
-            "RAG_LLM__MAX_TOKENS": "48",
-        }
+        env = openai_env(indexed_docs, llama, model="gemma", max_tokens="48")
         with api_server(tmp_path, env) as api:
             ask = f"{api}/v1/ask"
             body = httpx.post(ask, json={"question": QUESTION, "include_prompt": True}, timeout=120)
