@@ -2,20 +2,20 @@
 Dockerfile set is a real setting with a valid value, the variables .env.example documents are the
 ones compose reads, and the services point at each other by the right names.
 
-(`make lint` also runs hadolint on the Dockerfile and `docker-compose config -q`.)"""
+The compose file is read as Compose reads it (deploy/compose_config.py: interpolated with the
+defaults it writes, profiles applied, validated against the Compose Specification's schema), so
+this needs no Compose binary. (`make lint` also runs hadolint on the Dockerfile.)"""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import BaseModel
 
+from deploy.compose_config import ComposeError, interpolate, resolve
 from rag_service.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -23,17 +23,9 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def resolved_compose(*args: str) -> dict[str, Any]:
-    """The compose file as Compose v1 resolves it (defaults interpolated, anchors merged)."""
-    binary = shutil.which("docker-compose")
-    assert binary, (
-        "needs Debian's docker-compose: apt-get install --no-install-recommends docker-compose"
-    )
-    done = subprocess.run(
-        [binary, *args, "config"], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    config: dict[str, Any] = yaml.safe_load(done.stdout)
-    return config
+def resolved_compose(*profiles: str) -> dict[str, Any]:
+    """The compose file with its own defaults, as `docker compose config` resolves it."""
+    return resolve(REPO / "docker-compose.yml", {}, profiles)
 
 
 def setting_of(variable: str) -> Any:
@@ -70,7 +62,7 @@ def test_the_image_and_the_services_set_only_real_settings(
 ) -> None:
     image = dockerfile_env()
     assert image["RAG_DATA_DIR"] == "/data" and image["RAG_API__HOST"] == "0.0.0.0"
-    config = resolved_compose("--profile", "llm")
+    config = resolved_compose("llm")
     services = config["services"]
     assert set(services) == {"chroma", "reindex", "api", "proxy", "llm"}
     for name in ("api", "reindex"):
@@ -90,7 +82,7 @@ def test_the_image_and_the_services_set_only_real_settings(
 def test_replicas_are_reached_through_the_proxy() -> None:
     services = resolved_compose()["services"]
     assert "ports" not in services["api"]  # `--scale api=3` would collide on a host port
-    assert services["proxy"]["ports"][0]["target"] == 8080
+    assert services["proxy"]["ports"][0].endswith(":8080")
     nginx = (REPO / "deploy" / "nginx.conf").read_text()
     assert "listen 8080;" in nginx and "http://api:8000" in nginx
     assert "proxy_buffering off;" in nginx  # Server-Sent Events pass through as written
@@ -102,3 +94,51 @@ def test_env_example_documents_exactly_what_compose_reads() -> None:
     )
     interpolated = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yml").read_text()))
     assert documented == interpolated
+
+
+def test_the_llm_service_runs_only_under_its_profile() -> None:
+    assert "llm" not in resolved_compose()["services"]
+    assert "llm" in resolved_compose("llm")["services"]
+
+
+@pytest.mark.parametrize(
+    ("text", "environment", "expected"),
+    [
+        ("${A}", {"A": "1"}, "1"),
+        ("$A/x", {"A": "1"}, "1/x"),
+        ("${A}", {}, ""),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A-d}", {"A": ""}, ""),
+        ("${A-d}", {}, "d"),
+        ("${A:+alt}", {"A": "1"}, "alt"),
+        ("${A:+alt}", {"A": ""}, ""),
+        ("${A+alt}", {"A": ""}, "alt"),
+        ("$${A} costs $$5", {"A": "1"}, "${A} costs $5"),
+        ("${A:?}", {"A": "1"}, "1"),
+    ],
+)
+def test_interpolation_follows_the_compose_specification(
+    text: str, environment: dict[str, str], expected: str
+) -> None:
+    assert interpolate(text, environment) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "environment"),
+    [("${A:?set A}", {"A": ""}), ("${A?set A}", {}), ("${A:-${B}}", {}), ("${A", {})],
+)
+def test_missing_required_and_unsupported_interpolations_are_errors(
+    text: str, environment: dict[str, str]
+) -> None:
+    with pytest.raises(ComposeError):
+        interpolate(text, environment)
+
+
+def test_a_file_that_breaks_the_specification_is_rejected(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services:\n  api:\n    image: 3\n    restart: sometimes\n    bogus: 1\n")
+    with pytest.raises(ComposeError) as error:
+        resolve(compose, {})
+    reasons = str(error.value)
+    assert "services.api.image: 3 is not of type 'string'" in reasons
+    assert "'bogus' does not match" in reasons
