@@ -10,13 +10,37 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lo
 # requirements.lock pins every transitive dependency; pyproject.toml says what we depend on.
 # Running the service needs only the package; the tests also need the tools, the LangChain
 # baseline and llama.cpp (built from source the first time, about 10 minutes).
+
+# llama.cpp is built portably: llama.cpp's default (-march=native) bakes in whatever the build
+# machine has, AMX tile kernels included, and a wheel built where AMX is advertised but not
+# granted dies with a protection fault at the first tile instruction. GGML_NATIVE=OFF targets
+# x86-64-v3 (AVX2, FMA, F16C, BMI2: every x86-64 CPU since 2013-2015); AVX-512 and AMX stay off.
+# pip's wheel cache is keyed by the sdist, not by CMAKE_ARGS, so it could hand back a native
+# wheel built earlier: the wheel is built without that cache into a folder named after the
+# build configuration, and installed from there only. Override LLAMA_CMAKE_ARGS for a native
+# build (README, "LLM backends").
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_BUILD_KEY := $(shell printf '%s %s %s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' "$$(uname -m)" | sha256sum | cut -c1-12)
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rag-service/wheels
+LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_BUILD_KEY)
 $(BIN)/.installed-run: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e .
 	touch $@
 
-$(BIN)/.installed-dev: $(BIN)/.installed-run
-	$(PIP) -e '.[dev,bench,llamacpp]'
+$(LLAMA_WHEELS)/.built: | $(BIN)/.installed-run
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip wheel --quiet --disable-pip-version-check \
+		--no-cache-dir --no-deps -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	printf '%s\n' '$(LLAMA_CMAKE_ARGS)' > $(LLAMA_WHEELS)/CMAKE_ARGS
+	touch $@
+
+# --only-binary: pip never builds llama-cpp-python itself (it would take its cache's wheel).
+$(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built
+	$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp]'
+	@# This configuration's wheel, even where another build of the same version is installed.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall \
+		--no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	touch $@
 
 install: $(BIN)/.installed-run
@@ -38,13 +62,12 @@ lint: install-dev deploy-check
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# No Docker engine needed: hadolint lints the Dockerfile, Compose v1 validates the compose file.
+# No Docker engine or Compose binary needed: hadolint (from PyPI) lints the Dockerfile, and the
+# compose file is interpolated and validated against the Compose Specification's schema.
 deploy-check: install-dev
 	$(BIN)/hadolint Dockerfile
-	@command -v docker-compose >/dev/null || { echo "docker-compose is missing:" \
-		"apt-get install --no-install-recommends docker-compose"; exit 1; }
-	docker-compose config -q
-	docker-compose --profile llm config -q
+	$(BIN)/python deploy/compose_config.py -q
+	$(BIN)/python deploy/compose_config.py -q --profile llm
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

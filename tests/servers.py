@@ -62,12 +62,22 @@ def running(
 
 
 @contextmanager
-def api_server(root: Path, env: dict[str, str], log: Path | None = None) -> Iterator[str]:
-    """``rag serve`` on a free port with these settings (RAG_* variables); yields its URL."""
+def api_process(
+    root: Path, env: dict[str, str], log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``rag serve`` on a free port with these settings (RAG_* variables); yields its URL and
+    its process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "rag_service.cli", "serve", "--port", str(port)]
-    with running(argv, f"{url}/healthz", root, env, log=log):
+    with running(argv, f"{url}/healthz", root, env, log=log) as proc:
+        yield url, proc
+
+
+@contextmanager
+def api_server(root: Path, env: dict[str, str], log: Path | None = None) -> Iterator[str]:
+    """``rag serve`` on a free port with these settings (RAG_* variables); yields its URL."""
+    with api_process(root, env, log) as (url, _):
         yield url
 
 

@@ -1,19 +1,44 @@
-"""A GGUF model run in-process by llama-cpp-python (the optional ``llamacpp`` extra)."""
+"""A GGUF model run by llama-cpp-python (the optional ``llamacpp`` extra) in a supervised worker.
+
+llama.cpp is native code, and a fault in it (an instruction the CPU refuses, a malformed model
+file, a bug) kills the process it runs in. Run inside the API, that would take every request in
+flight down with it. So the model lives in a child process (llamacpp_worker.py): if the child
+dies, the request it was serving fails with an ``UpstreamError`` (502) that names the signal, a
+new child starts loading at once, and the API carries on. A generation that outlives
+``RAG_LLM__TIMEOUT_S`` is an ``UpstreamTimeout`` (504) and its worker is replaced; a stream whose
+reader goes away is cancelled, so the model stops writing for nobody.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
-from rag_service.errors import ConfigError, UpstreamError
+from rag_service.errors import ConfigError, UpstreamError, UpstreamTimeout
+from rag_service.llms.llamacpp_worker import serve
 from rag_service.settings import LLMSettings
 from rag_service.types import Completion, GenerationParams, Prompt, Usage
 
+# A worker asked to cancel finishes the token it is on; one that does not answer by then is hung.
+_CANCEL_GRACE_S = 5.0
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+
 
 class LlamaCppLLM:
-    """Loads the model on first use (or ``warm_up``); one generation at a time, since a llama.cpp
-    context is not safe to share between threads."""
+    """One generation at a time (a llama.cpp context is not safe to share between threads)."""
 
     backend = "llamacpp"
 
@@ -25,61 +50,165 @@ class LlamaCppLLM:
         self.model = settings.model or settings.model_path.name
         self._settings = settings
         self._lock = threading.Lock()
-        self._llama: Any = None
+        self._worker: _Worker | None = None
+        self.restarts = 0  # workers started after the first, for tests and logs
+
+    @property
+    def worker_pid(self) -> int | None:
+        worker = self._worker
+        return worker.process.pid if worker else None
 
     def warm_up(self) -> None:
+        """Start the worker and wait until the model is loaded (there is no deadline on that)."""
         with self._lock:
-            self._load()
-
-    def _load(self) -> Any:
-        if self._llama is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise ConfigError(
-                    "the llamacpp backend needs llama-cpp-python: pip install '.[llamacpp]'"
-                ) from exc
-            self._llama = Llama(
-                model_path=str(self._settings.model_path),
-                n_ctx=self._settings.n_ctx,
-                n_threads=self._settings.n_threads,
-                verbose=False,
-            )
-        return self._llama
-
-    def _create(self, prompt: Prompt, params: GenerationParams, stream: bool) -> Any:
-        return self._load().create_chat_completion(
-            messages=[{"role": m.role, "content": m.content} for m in prompt.messages],
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            stream=stream,
-        )
+            self._ready(deadline=None)
 
     def check(self) -> None:
-        if self._llama is None:
-            raise UpstreamError(f"the model {self.model} is not loaded yet")
+        worker = self._worker
+        if worker is None or not worker.process.is_alive():
+            raise UpstreamError(f"the model {self.model} is not running")
+        if worker.ready or not self._lock.acquire(blocking=False):
+            return  # loaded, or busy answering a request
+        try:  # only the lock's holder may read the pipe: a stream's pieces come over it
+            if worker.conn.poll() and self._take_ready(worker):
+                return
+        finally:
+            self._lock.release()
+        raise UpstreamError(f"the model {self.model} is still loading")
 
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         with self._lock:
-            result = self._create(prompt, params, stream=False)
-        usage = result.get("usage") or {}
-        return Completion(
-            result["choices"][0]["message"]["content"] or "",
-            Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
-        )
+            *_, done = self._generate(prompt, params, stream=False)
+        return done
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[Completion]:
         with self._lock:
-            llama = self._load()
-            pieces = []
-            for event in self._create(prompt, params, stream=True):
-                text = event["choices"][0]["delta"].get("content") or ""
-                if text:
-                    pieces.append(text)
-                    yield Completion(text)
-            # A stream reports no usage: count the answer's tokens; the rest of the context
-            # (llama.n_tokens) is the prompt.
-            generated = len(llama.tokenize("".join(pieces).encode(), add_bos=False))
-            usage = Usage(max(llama.n_tokens - generated, 0), generated)
-        yield Completion("", usage)
+            yield from self._generate(prompt, params, stream=True)
+
+    def close(self) -> None:
+        # A stream its reader never closed still holds the lock: stop the worker regardless.
+        locked = self._lock.acquire(timeout=_CANCEL_GRACE_S)
+        try:
+            if self._worker is not None:
+                self._stop(self._worker)
+                self._worker = None
+        finally:
+            if locked:
+                self._lock.release()
+
+    # One exchange with the worker; the caller holds the lock.
+    def _generate(
+        self, prompt: Prompt, params: GenerationParams, stream: bool
+    ) -> Iterator[Completion]:
+        deadline = time.monotonic() + self._settings.timeout_s
+        worker = self._ready(deadline)
+        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        request = ("generate", messages, params.temperature, params.top_p, params.max_tokens)
+        worker.conn.send((*request, stream))
+        finished = False
+        try:
+            while True:
+                kind, *data = self._receive(worker, deadline)
+                if kind == "delta":
+                    yield Completion(data[0])
+                elif kind == "done":
+                    finished = True
+                    yield Completion(data[0], Usage(data[1], data[2]))
+                    return
+                elif kind == "error":
+                    finished = True
+                    raise UpstreamError(f"llama.cpp failed: {data[0]}")
+        finally:
+            if not finished and self._worker is worker:
+                self._cancel(worker)
+
+    def _ready(self, deadline: float | None) -> _Worker:
+        worker = self._worker
+        if worker is None or not worker.process.is_alive():
+            worker = self._start()
+        while not worker.ready:
+            self._take_ready(worker, self._receive(worker, deadline))
+        return worker
+
+    def _take_ready(self, worker: _Worker, message: tuple[Any, ...] | None = None) -> bool:
+        message = message or worker.conn.recv()
+        if message[0] == "failed":
+            self._stop(worker)
+            self._worker = None
+            raise ConfigError(f"the llamacpp backend: {message[1]}")
+        worker.ready = message[0] == "ready"
+        return worker.ready
+
+    def _receive(self, worker: _Worker, deadline: float | None) -> tuple[Any, ...]:
+        """The worker's next message; a dead worker is replaced, a silent one past the deadline
+        too."""
+        while True:
+            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait <= 0:
+                self._replace(worker)
+                raise UpstreamTimeout(
+                    f"the model {self.model} did not answer within {self._settings.timeout_s:g} s"
+                )
+            try:
+                if worker.conn.poll(wait):
+                    message: tuple[Any, ...] = worker.conn.recv()
+                    return message
+            except (EOFError, OSError):
+                pass  # the pipe closed: the worker is gone; say how below
+            if not worker.process.is_alive() or worker.conn.closed:
+                worker.process.join(1)
+                reason = _exit_reason(worker.process.exitcode)
+                self._replace(worker)
+                raise UpstreamError(
+                    f"the llama.cpp worker running {self.model} died ({reason}); "
+                    "a new one is starting"
+                )
+
+    def _cancel(self, worker: _Worker) -> None:
+        """Stop a stream nobody reads; a worker that does not stop is replaced."""
+        try:
+            worker.conn.send(("cancel",))
+            deadline = time.monotonic() + _CANCEL_GRACE_S
+            while self._receive(worker, deadline)[0] not in ("done", "error"):
+                pass
+        except (UpstreamError, OSError):
+            pass  # _receive has replaced it
+
+    def _start(self) -> _Worker:
+        context = multiprocessing.get_context("spawn")  # a fork would copy the API's threads
+        parent, child = context.Pipe()
+        settings = self._settings
+        process = context.Process(
+            target=serve,
+            args=(child, str(settings.model_path), settings.n_ctx, settings.n_threads),
+            name="llamacpp-worker",
+            daemon=True,
+        )
+        process.start()
+        child.close()  # so the parent's end sees EOF when the worker dies
+        self._worker = _Worker(process, parent)
+        return self._worker
+
+    def _replace(self, worker: _Worker) -> None:
+        self._stop(worker)
+        if self._worker is worker:
+            self.restarts += 1
+            self._start()
+
+    @staticmethod
+    def _stop(worker: _Worker) -> None:
+        worker.conn.close()
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "no exit status"
+    if exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"

@@ -1,0 +1,75 @@
+"""A real `rag serve` with the in-process `llamacpp` backend (the Gemma 3 270M GGUF): when the
+model's worker process dies mid-answer, that stream ends with a 502 error event, the API stays
+up, and the next question is answered by a new worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import api_process, sse_events
+
+pytestmark = [pytest.mark.api, pytest.mark.slow]
+
+QUESTION = "How many heads did the original transformer use?"
+
+
+def workers_of(pid: int) -> list[int]:
+    """The model workers ``pid`` has spawned (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue  # ended while we looked
+            # The command name is in parentheses and may hold spaces: fields follow the last ')'.
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"spawn_main" in command:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_that_dies_mid_answer_is_a_502_not_a_dead_api(
+    tmp_path: Path, indexed_docs: dict[str, str], gemma_gguf: Path
+) -> None:
+    env = {
+        **indexed_docs,
+        "RAG_LLM__BACKEND": "llamacpp",
+        "RAG_LLM__MODEL_PATH": str(gemma_gguf),
+        "RAG_LLM__MODEL": "gemma",
+        "RAG_LLM__N_CTX": "2048",
+        "RAG_LLM__MAX_TOKENS": "256",
+        "RAG_LLM__TEMPERATURE": "0.8",
+        "RAG_ANSWER__MIN_COVERAGE_EN": "0",  # always ask the model
+    }
+    with api_process(tmp_path, env) as (api, server):
+        [worker] = workers_of(server.pid)
+        body = {"question": QUESTION, "stream": True}
+        with httpx.stream("POST", f"{api}/v1/ask", json=body, timeout=120) as response:
+            lines = response.iter_lines()
+            for line in lines:
+                if line.startswith("event: delta"):
+                    os.kill(worker, signal.SIGSEGV)
+                    break
+            rest = "\n".join(lines)
+        assert "event: error" in rest, rest
+        error = rest.split("event: error", 1)[1]
+        assert '"status":502' in error.replace(" ", "") and "died (SIGSEGV)" in error
+
+        assert server.poll() is None and httpx.get(f"{api}/healthz").status_code == 200
+        answer = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["generator"]["backend"] == "llamacpp"
+        [replacement] = workers_of(server.pid)
+        assert replacement != worker
+        assert httpx.get(f"{api}/readyz").status_code == 200  # the new worker has loaded
+
+        with httpx.stream("POST", f"{api}/v1/ask", json=body, timeout=120) as response:
+            events = sse_events(response)
+        assert events[-1][0] == "done"
