@@ -161,9 +161,7 @@ class OpenAICompatibleLLM:
         try:
             response = self._client.get(url, timeout=min(self._timeout_s, CHECK_TIMEOUT_S))
         except httpx.HTTPError as exc:
-            raise UpstreamError(
-                f"cannot reach the LLM at {url}: {self._scrub(exc)}"
-            ) from exc
+            raise UpstreamError(f"cannot reach the LLM at {url}: {self._scrub(exc)}") from exc
         if response.status_code in (401, 403):
             raise UpstreamError(f"the LLM endpoint rejects the API key ({response.status_code})")
         if response.status_code >= 500:
