@@ -93,13 +93,18 @@ def load_html(source: str, data: bytes) -> LoadedDocument:
 
 
 def load_pdf(source: str, data: bytes) -> LoadedDocument:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError, PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
+        # pypdf tries the empty password itself; a PDF it does not open needs a real one.
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise DocumentUnreadable(source, "encrypted PDF (needs a password)")
         pages = [page.extract_text() or "" for page in reader.pages]
         title = str(reader.metadata.title or "").strip() if reader.metadata else ""
+    except DependencyError as exc:  # AES without the cryptography package
+        raise DocumentUnreadable(source, f"encrypted PDF, cannot decrypt ({exc})") from None
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise DocumentUnreadable(source, f"invalid PDF ({exc})") from None
     page_starts, parts, offset = [], [], 0
@@ -131,6 +136,16 @@ def is_supported(source: str) -> bool:
 
 
 def load_document(source: str, data: bytes) -> LoadedDocument:
+    """The loader of the file's format; whatever it raises becomes ``DocumentUnreadable``."""
     if not data:
         raise DocumentUnreadable(source, "no text (empty file)")
-    return LOADERS[PurePosixPath(source).suffix.lower()](source, data)
+    suffix = PurePosixPath(source).suffix.lower()
+    try:
+        return LOADERS[suffix](source, data)
+    except DocumentUnreadable:
+        raise
+    except Exception as exc:  # parsers meet hostile bytes: one bad file must not stop a reindex
+        message = " ".join(str(exc).split())[:200]
+        raise DocumentUnreadable(
+            source, f"cannot load {suffix}: {type(exc).__name__}: {message}"
+        ) from exc

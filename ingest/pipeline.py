@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.load import is_supported, load_document
+from ingest.files import SkippedPath, list_sources, read_source
+from ingest.load import load_document
 from ingest.split import Splitter
 from rag_service.embedders import build_embedder
 from rag_service.errors import ConfigError, DocumentUnreadable
@@ -52,6 +53,7 @@ class ReindexReport:
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[FailedSource] = field(default_factory=list)
+    skipped: list[SkippedPath] = field(default_factory=list)  # links out, loops, FIFOs...
     chunks_embedded: int = 0
     chunks_reused: int = 0  # vectors adopted from an interrupted run
     chunks_retired: int = 0
@@ -67,6 +69,7 @@ class ReindexReport:
             "deleted": len(self.deleted),
             "unchanged": len(self.unchanged),
             "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "chunks": {
                 "embedded": self.chunks_embedded,
                 "reused": self.chunks_reused,
@@ -86,25 +89,21 @@ class _Scan:
     report: ReindexReport
 
 
-def _source_files(root: Path) -> Iterator[tuple[str, Path]]:
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and is_supported(path.name):
-            yield rel.as_posix(), path
-
-
-def _scan(root: Path, previous: Manifest, splitter: Splitter) -> _Scan:
+def _scan(root: Path, previous: Manifest, splitter: Splitter, max_bytes: int) -> _Scan:
     report = ReindexReport()
     manifest: Manifest = {}
     new_chunks: list[Chunk] = []
     present: set[str] = set()
-    for source, path in _source_files(root):
+    listing = list_sources(root)
+    for skipped in listing.skipped:
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    report.skipped = listing.skipped  # not present: a link indexed before is retired now
+    for file in listing.files:
+        source = file.source
         present.add(source)
         old = previous.get(source)
         try:
-            data = path.read_bytes()
+            data = read_source(file, max_bytes)
             digest = hashlib.sha256(data).hexdigest()
             if old is not None and old.sha256 == digest:
                 manifest[source] = old
@@ -118,6 +117,9 @@ def _scan(root: Path, previous: Manifest, splitter: Splitter) -> _Scan:
             error = f"cannot read file: {exc.strerror or exc}"
         except DocumentUnreadable as exc:
             error = exc.reason
+        except Exception as exc:  # a bug in the splitter must cost one file, never the run
+            log.debug("cannot index %s", source, exc_info=True)
+            error = f"cannot index: {type(exc).__name__}: {str(exc)[:200]}"
         else:
             manifest[source] = SourceEntry(digest, doc.title, [c.id for c in chunks])
             new_chunks.extend(chunks)
@@ -156,7 +158,7 @@ def reindex(
         fingerprint = index_fingerprint(settings)
         rebuild = pointer is None or pointer.fingerprint != fingerprint
         previous = {} if rebuild or pointer is None else state.manifest(pointer)
-        scan = _scan(root, previous, Splitter(settings.chunking))
+        scan = _scan(root, previous, Splitter(settings.chunking), settings.ingest.max_file_bytes)
         report = scan.report
         report.full_rebuild, report.dry_run = rebuild, dry_run
 

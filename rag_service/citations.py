@@ -21,6 +21,11 @@ _CLOSING = frozenset("。．.!?！？；;)）”’\"'」』")
 _MARKER = re.compile(r"\s*(?:\[(\d+(?:\s*[,，、]\s*\d+)*)\]|【(\d+)】)")
 
 
+def strip_markers(text: str) -> str:
+    """``text`` without citation markers, e.g. a passage's own, before an answer cites it."""
+    return _MARKER.sub("", text)
+
+
 @dataclass(frozen=True)
 class CheckedAnswer:
     answer: str  # the answer with the markers that did not stand removed

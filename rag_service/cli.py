@@ -76,6 +76,8 @@ def reindex(
                 typer.echo(f"{label:>9}  {item}")
         for failure in report.failed:
             typer.echo(f"{'failed':>9}  {failure.path}: {failure.error}")
+        for skipped in report.skipped:
+            typer.echo(f"{'skipped':>9}  {skipped.path}: {skipped.reason}")
         typer.echo(
             f"{len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.deleted)} deleted, {len(report.unchanged)} unchanged, "

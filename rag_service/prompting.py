@@ -8,6 +8,7 @@ tell data from instructions; a tag inside a document's text is defused.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,10 +74,16 @@ def load_templates(folder: Path | None) -> dict[str, PromptTemplate]:
     return templates
 
 
+def _attribute(value: str) -> str:
+    # Titles (a Markdown H1, an HTML <title>) and file names are the document's words too:
+    # escaped as XML, so no quote, tag or newline in them can close or forge the fence.
+    return html.escape(" ".join(value.split()), quote=True)
+
+
 def format_passage(n: int, chunk: Chunk) -> str:
     text = _DOCUMENT_TAG.sub(r"<\1doc", chunk.text)
-    title = chunk.title.replace('"', "'")
-    return f'<document n="{n}" source="{chunk.source}" title="{title}">\n{text}\n</document>'
+    source, title = _attribute(chunk.source), _attribute(chunk.title)
+    return f'<document n="{n}" source="{source}" title="{title}">\n{text}\n</document>'
 
 
 class PromptBuilder:

@@ -43,6 +43,14 @@ class ChunkingSettings(BaseModel):
         return self
 
 
+class IngestSettings(BaseModel):
+    # A bound on one file's cost: a 50 MB text file is about 84,000 chunks, hours of embedding
+    # on a CPU, during which every other change waits. Larger files are reported, not read.
+    max_file_bytes: int = Field(
+        20 * 2**20, ge=1, description="Largest file `rag reindex` reads (bytes); larger: failed."
+    )
+
+
 class RetrievalSettings(BaseModel):
     """Defaults come from the development sets (README, *Evaluation*), not from guesses."""
 
@@ -165,6 +173,7 @@ class Settings(BaseSettings):
     corpus_dir: Path = Field(Path("corpus"), description="Folder indexed by `rag reindex`.")
     embedder: EmbedderSettings = EmbedderSettings()
     chunking: ChunkingSettings = ChunkingSettings()
+    ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     store: StoreSettings = StoreSettings()
     llm: LLMSettings = LLMSettings()

@@ -5,7 +5,8 @@
 ``POST /_mode`` with ``{"mode": ...}`` picks the behaviour of ``/v1/chat/completions``:
 ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
 choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
-slowstream (one delta, then silence), unauthorized (401). ``GET /v1/models`` answers 500 in
+slowstream (one delta, then silence), unauthorized (401), leaky (500 with a body that echoes
+the Authorization header and the whole request, as careless proxies do). ``GET /v1/models`` answers 500 in
 mode error and 401 in mode unauthorized, 200 otherwise. ``GET /_requests`` counts completion requests since the
 last mode change, and the Authorization header of the last one.
 """
@@ -73,6 +74,14 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(SLEEP_S)
         if mode == "unauthorized":
             self._json(401, {"error": {"message": "invalid api key"}})
+        elif mode == "leaky":
+            headers = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
+            echo = {
+                "message": f"bad request, Authorization: {self.headers.get('Authorization', '')}",
+                "headers": headers,
+                "request": body,
+            }
+            self._json(500, {"error": echo})
         elif mode == "garbage":
             self._send(200, b"<html>upstream proxy error</html>", "text/html")
         elif mode == "shapeless":

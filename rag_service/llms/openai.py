@@ -4,12 +4,16 @@ server, LM Studio. Plain httpx, so timeouts and retries are ours to decide:
 - one deadline (``timeout_s``) covers the whole call, retries included, and every read;
 - connection errors, 429 and 5xx are retried with exponential backoff while the deadline allows,
   but never after the first streamed byte (the caller has already seen the answer begin);
-- every failure surfaces as ``UpstreamError`` (502) or ``UpstreamTimeout`` (504).
+- every failure surfaces as ``UpstreamError`` (502) or ``UpstreamTimeout`` (504);
+- what the endpoint sends back in a failure is never put in those errors (their messages reach
+  callers, and a careless endpoint or proxy echoes our Authorization header and the prompt):
+  they carry its size and digest, the log a scrubbed excerpt; URLs are shown without user info.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +22,11 @@ from typing import Any
 import httpx
 
 from rag_service.errors import UpstreamError, UpstreamTimeout
+from rag_service.redact import digest, redact_url, scrub
 from rag_service.settings import LLMSettings
 from rag_service.types import Completion, GenerationParams, Prompt, Usage
+
+log = logging.getLogger(__name__)
 
 BACKOFF_S = 0.5
 CHECK_TIMEOUT_S = 3.0
@@ -31,14 +38,20 @@ class OpenAICompatibleLLM:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.model = settings.model or "default"
-        self._base_url = settings.base_url.rstrip("/")
+        # User info moves out of the URL into Basic auth (what httpx makes of it anyway), so the
+        # URL that httpx logs and errors show holds no password.
+        parsed = httpx.URL(settings.base_url.rstrip("/"))
+        auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
+        self._base_url = redact_url(str(parsed))
         self._url = self._base_url + "/chat/completions"
         self._timeout_s = settings.timeout_s
         self._retries = settings.max_retries
         headers = {"Accept": "application/json"}
-        if key := settings.api_key.get_secret_value():
+        key = settings.api_key.get_secret_value()
+        if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(headers=headers)
+        self._secrets = tuple(s for s in (key, parsed.username, parsed.password) if len(s) > 2)
+        self._client = httpx.Client(headers=headers, auth=auth)
 
     def _body(self, prompt: Prompt, params: GenerationParams, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -73,7 +86,9 @@ class OpenAICompatibleLLM:
             except httpx.TransportError as exc:
                 delay = self._retry_delay(attempt, deadline)
                 if delay is None:
-                    raise UpstreamError(f"cannot reach the LLM at {self._url}: {exc}") from exc
+                    raise UpstreamError(
+                        f"cannot reach the LLM at {self._url}: {self._scrub(exc)}"
+                    ) from exc
                 time.sleep(delay)
                 attempt += 1
                 continue
@@ -85,9 +100,8 @@ class OpenAICompatibleLLM:
                 continue
             try:
                 if response.is_error:
-                    response.read()
-                    raise UpstreamError(
-                        f"the LLM endpoint answered {response.status_code}: {response.text[:200]}"
+                    raise self._relayed(
+                        f"the LLM endpoint answered {response.status_code}", response.read()
                     )
                 yield response
             except httpx.TimeoutException as exc:
@@ -95,7 +109,7 @@ class OpenAICompatibleLLM:
                     f"the LLM did not finish within {self._timeout_s:g} s"
                 ) from exc
             except httpx.TransportError as exc:
-                raise UpstreamError(f"the LLM connection failed: {exc}") from exc
+                raise UpstreamError(f"the LLM connection failed: {self._scrub(exc)}") from exc
             finally:
                 response.close()
             return
@@ -118,9 +132,7 @@ class OpenAICompatibleLLM:
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
         except (ValueError, LookupError, TypeError) as exc:
-            raise UpstreamError(
-                f"the LLM sent a malformed response: {response.text[:200]}"
-            ) from exc
+            raise self._relayed("the LLM sent a malformed response", response.content) from exc
         return Completion(text, _usage(payload.get("usage")))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[Completion]:
@@ -134,7 +146,12 @@ class OpenAICompatibleLLM:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     return
-                yield _delta(data)
+                try:
+                    yield _delta(data)
+                except ValueError as exc:
+                    raise self._relayed(
+                        "the LLM sent a malformed stream event", data.encode()
+                    ) from exc
         raise UpstreamError("the LLM stream ended without [DONE]")
 
     def check(self) -> None:
@@ -144,7 +161,7 @@ class OpenAICompatibleLLM:
         try:
             response = self._client.get(url, timeout=min(self._timeout_s, CHECK_TIMEOUT_S))
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"cannot reach the LLM at {url}: {exc!r}") from exc
+            raise UpstreamError(f"cannot reach the LLM at {url}: {self._scrub(exc)}") from exc
         if response.status_code in (401, 403):
             raise UpstreamError(f"the LLM endpoint rejects the API key ({response.status_code})")
         if response.status_code >= 500:
@@ -153,8 +170,21 @@ class OpenAICompatibleLLM:
     def close(self) -> None:
         self._client.close()
 
+    def _scrub(self, exc: Exception) -> str:
+        # httpx's messages may hold the URL, user info included.
+        return scrub(str(exc) or type(exc).__name__, self._secrets)
+
+    def _relayed(self, what: str, body: bytes) -> UpstreamError:
+        """The error for a body the endpoint sent: its size and digest for the caller, so a
+        report can be matched with the log, which gets a scrubbed excerpt."""
+        fingerprint = f"{len(body)} bytes, sha256 {digest(body)}"
+        excerpt = scrub(body.decode("utf-8", "replace"), self._secrets)
+        log.warning("%s (%s): %s", what, fingerprint, excerpt)
+        return UpstreamError(f"{what} ({fingerprint}; excerpt in the server log)")
+
 
 def _delta(data: str) -> Completion:
+    """One stream event's text; ValueError if it is not a chat-completion chunk."""
     try:
         event = json.loads(data)
         choices = event.get("choices") or []
@@ -162,7 +192,7 @@ def _delta(data: str) -> Completion:
         if not isinstance(text, str):
             raise TypeError("content is not a string")
     except (ValueError, LookupError, TypeError, AttributeError) as exc:
-        raise UpstreamError(f"the LLM sent a malformed stream event: {data[:200]}") from exc
+        raise ValueError("not a chat-completion chunk") from exc
     return Completion(text, _usage(event.get("usage")))
 
 
