@@ -54,6 +54,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     RAG_CORPUS_DIR=/app/corpus \
     RAG_API__HOST=0.0.0.0 \
     RAG_API__PORT=8000 \
+    RAG_API__AUTH=required \
     RAG_LOG__FORMAT=json
 
 WORKDIR /app

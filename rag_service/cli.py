@@ -1,4 +1,4 @@
-"""The ``rag`` command: reindex a folder, search the index, serve the API."""
+"""The ``rag`` command: reindex a folder, search the index, serve the API, manage API keys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rag_service.errors import RagError
+from rag_service.keys import KeyStore, KeyStoreError
 from rag_service.logs import configure_logging
 from rag_service.settings import Settings
 
@@ -227,13 +228,70 @@ def serve(
     from rag_service.api.app import create_app
 
     settings = _settings(verbose=True)
+    # Whether keys are needed depends on the address actually bound (RAG_API__AUTH=auto).
+    api = settings.api.model_copy(
+        update={"host": host or settings.api.host, "port": port or settings.api.port}
+    )
+    settings = settings.model_copy(update={"api": api})
+    try:
+        application = create_app(settings)
+    except RagError as exc:
+        raise _fail(exc) from exc
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.api.host,
-        port=port or settings.api.port,
+        application,
+        host=api.host,
+        port=api.port,
         log_config=None,  # uvicorn's loggers go through ours (JSON in a container)
         access_log=False,  # the API logs each request itself, with its request id
     )
+
+
+keys = typer.Typer(help="API keys: needed when the server binds beyond loopback.")
+app.add_typer(keys, name="keys")
+
+
+def _key_store() -> KeyStore:
+    return KeyStore(_settings(verbose=False).data_dir)
+
+
+@keys.command("create")
+def create_key(
+    name: Annotated[str, typer.Option("--name", help="Who or what will use it.")],
+    scope: Annotated[
+        str, typer.Option("--scope", help="query: search, ask, chat; admin: also documents.")
+    ] = "query",
+) -> None:
+    """Make a key and print it, once: only a keyed digest of it is kept."""
+    try:
+        key = _key_store().create(name, scope)  # type: ignore[arg-type]  # checked inside
+    except KeyStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(key)
+    typer.echo(f"(the {scope} key {name!r}: store it now, it cannot be shown again)", err=True)
+
+
+@keys.command("list")
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Names, scopes, when each was made and last used; never the keys."""
+    infos = _key_store().list_keys()
+    if as_json:
+        typer.echo(json.dumps([vars(info) for info in infos]))
+        return
+    for info in infos:
+        typer.echo(f"{info.name:<24}{info.scope:<8}{info.created:<28}{info.last_used or 'never'}")
+
+
+@keys.command("revoke")
+def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Delete a key; every server reading this data directory refuses it from its next request."""
+    try:
+        _key_store().revoke(name)
+    except KeyStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 if __name__ == "__main__":

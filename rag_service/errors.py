@@ -6,15 +6,25 @@ RagError
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
 ├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
-└── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
-    └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
+├── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
+│   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
+├── Unauthorized           no API key, or one that is not valid                    (401)
+├── Forbidden              the key's scope does not allow this                     (403)
+└── RateLimited            the caller sent more than its share; retry later        (429)
+
+An error may carry HTTP ``headers`` for its response (``WWW-Authenticate``, ``Retry-After``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 
 class RagError(Exception):
     """Base class of every error the service raises on purpose."""
+
+    headers: Mapping[str, str] = MappingProxyType({})
 
 
 class ConfigError(RagError):
@@ -46,3 +56,17 @@ class UpstreamError(RagError):
 
 class UpstreamTimeout(UpstreamError):
     pass
+
+
+class Unauthorized(RagError):
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer realm="rag-service"'})
+
+
+class Forbidden(RagError):
+    pass
+
+
+class RateLimited(RagError):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(f"{message}; retry in {retry_after_s} s")
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -151,6 +151,14 @@ class AnswerSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    auth: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="API keys: auto = required unless the server binds to a loopback address.",
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests a minute per key (per address without auth); 0: off."
+    )
+    metrics_auth: bool = Field(False, description="/metrics needs a key (query scope).")
 
 
 class LogSettings(BaseModel):

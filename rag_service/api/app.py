@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI, Request, Response
 
+from rag_service.api.auth import Gate
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.routes import ask, health, search
+from rag_service.api.routes import ask, health, keys, search
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
 from rag_service.logs import request_id
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="rag-service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.gate = Gate(settings)  # refuses to build a server that needs keys and has none
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -113,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "status": status,
                     "duration_ms": round(seconds * 1000, 2),
                     "client": request.client.host if request.client else None,
+                    # the key's name (never the key), once the route's auth check has run
+                    "caller": getattr(request.state, "caller", None),
                 },
             )
             request_id.reset(token)
@@ -120,4 +124,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(ask.router)
+    app.include_router(keys.router)
     return app

@@ -6,6 +6,7 @@ Domain exceptions map to a status here, once; routes raise them and never build 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -17,10 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rag_service.errors import (
     ConfigError,
     DocumentUnreadable,
+    Forbidden,
     IndexBusy,
     IndexNotReady,
     RagError,
+    RateLimited,
     StoreUnavailable,
+    Unauthorized,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -38,6 +42,9 @@ STATUS_OF: dict[type[RagError], int] = {
     IndexBusy: 409,
     DocumentUnreadable: 422,
     ConfigError: 500,
+    Unauthorized: 401,
+    Forbidden: 403,
+    RateLimited: 429,
 }
 
 
@@ -57,15 +64,21 @@ def problem_body(request: Request, status: int, detail: str, **extra: Any) -> di
     }
 
 
-def problem(request: Request, status: int, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = problem_body(request, status, detail, **extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _domain(request: Request, exc: RagError) -> JSONResponse:
-        return problem(request, status_of(exc), str(exc))
+        return problem(request, status_of(exc), str(exc), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

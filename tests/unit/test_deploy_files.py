@@ -142,3 +142,12 @@ def test_a_file_that_breaks_the_specification_is_rejected(tmp_path: Path) -> Non
     reasons = str(error.value)
     assert "services.api.image: 3 is not of type 'string'" in reasons
     assert "'bogus' does not match" in reasons
+
+
+def test_the_deployment_requires_keys_and_publishes_on_loopback_by_default() -> None:
+    assert dockerfile_env()["RAG_API__AUTH"] == "required"
+    services = resolved_compose()["services"]
+    assert services["proxy"]["ports"] == ["127.0.0.1:8000:8080"]
+    assert services["api"]["environment"]["RAG_API__AUTH"] == "required"
+    published = resolve(REPO / "docker-compose.yml", {"RAG_BIND": "0.0.0.0"})["services"]
+    assert published["proxy"]["ports"] == ["0.0.0.0:8000:8080"]

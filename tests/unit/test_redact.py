@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rag_service.redact import redact_url, scrub
 
 pytestmark = pytest.mark.unit

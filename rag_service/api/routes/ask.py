@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag_service.api.auth import QUERY
 from rag_service.api.deps import AnswerDep, MetricsDep
 from rag_service.api.errors import problem_body, status_of
 from rag_service.api.metrics import ApiMetrics
@@ -28,7 +29,7 @@ from rag_service.types import GenerationParams, Message
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["answering"])
+router = APIRouter(tags=["answering"], dependencies=[QUERY])
 
 
 class Turn(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rag_service.api.auth import METRICS, QUERY
 from rag_service.api.deps import AnswerDep, MetricsDep, SearchDep
 from rag_service.api.errors import problem
 from rag_service.errors import RagError, StoreUnavailable, UpstreamError
@@ -67,13 +68,13 @@ def readyz(request: Request, search: SearchDep, answers: AnswerDep) -> dict[str,
     return {"status": "ready", "checks": body}
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[METRICS])
 def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/index")
+@router.get("/v1/index", dependencies=[QUERY])
 def index_status(search: SearchDep) -> dict[str, Any]:
     """The index being served: 503 problem if there is none yet."""
     with search.current() as served:

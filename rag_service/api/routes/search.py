@@ -3,10 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag_service.api.auth import QUERY
 from rag_service.api.deps import SearchDep
 from rag_service.api.schemas import Filters, Passage, QueryText
 
-router = APIRouter(tags=["retrieval"])
+router = APIRouter(tags=["retrieval"], dependencies=[QUERY])
 
 
 class SearchRequest(BaseModel):
