@@ -66,7 +66,7 @@ def api_server(root: Path, env: dict[str, str], log: Path | None = None) -> Iter
     """``rag serve`` on a free port with these settings (RAG_* variables); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "rag_service.cli", "serve", "--port", str(port)]
+    argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(port)]
     with running(argv, f"{url}/healthz", root, env, log=log):
         yield url
 

@@ -31,6 +31,9 @@ class LlamaCppLLM:
         with self._lock:
             self._load()
 
+    def close(self) -> None:
+        """The model is freed with this object; llama.cpp needs no explicit close."""
+
     def _load(self) -> Any:
         if self._llama is None:
             try:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from _common import REPO  # noqa: F401  (puts the repository on sys.path)
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.metrics import dedupe, ndcg_at, recall_at
 from rag_service.retrieval.fusion import weighted_score_fusion
 from rag_service.types import ScoredId
 

@@ -23,7 +23,7 @@ from _common import REPO
 from research_common import SETS, load, ours, score
 from research_rerank import FEATURES, features
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.metrics import dedupe, ndcg_at, recall_at
 
 DEPTH = 20
 FUSED = FEATURES.index("fused")

@@ -19,7 +19,7 @@ from _common import REPO
 from research_common import SETS, baselines, bm25_only, load, ours, score, table, verdict
 from research_rerank import FEATURES, features
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.metrics import dedupe, ndcg_at, recall_at
 
 BIGRAM, FUSED = FEATURES.index("bigram"), FEATURES.index("fused")
 LAMS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from _common import REPO
 
-from rag_service.evaluation.runner import prepared_set
+from evaluation.runner import prepared_set
 from rag_service.retrieval.tokenize import normalize, tokenize
 from rag_service.settings import Settings
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from _common import REPO
 
-from rag_service.evaluation.runner import prepared_set
+from evaluation.runner import prepared_set
 from rag_service.retrieval.bm25 import K1
-from rag_service.retrieval.hybrid import query_language
+from rag_service.retrieval.language import query_language
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 
