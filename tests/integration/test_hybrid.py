@@ -31,15 +31,20 @@ PASSAGES = {
 }
 
 
-@pytest.fixture
-def service(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[SearchService]:
+def indexed_passages(tmp_path: Path, embedder: CountingEmbedder) -> Settings:
+    """The five passages, indexed; the settings that point at them."""
     docs = tmp_path / "passages"
     docs.mkdir()
     for name, text in PASSAGES.items():
         (docs / name).write_text(text, encoding="utf-8")
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=docs)  # type: ignore[call-arg]
     reindex(settings, embedder=embedder)
-    service = SearchService(settings, embedder)
+    return settings
+
+
+@pytest.fixture
+def service(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[SearchService]:
+    service = SearchService(indexed_passages(tmp_path, embedder), embedder)
     yield service
     service.close()
 
@@ -173,19 +178,18 @@ def test_the_reranker_reorders_the_whole_shortlist(
 ) -> None:
     """The fake reranker prefers shorter passages: the shortest of all five comes first even
     for a question it has nothing to do with, so it was given the shortlist, not the top 2."""
-    docs = tmp_path / "passages"
-    docs.mkdir()
-    for name, text in PASSAGES.items():
-        (docs / name).write_text(text, encoding="utf-8")
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=docs)  # type: ignore[call-arg]
-    reindex(settings, embedder=embedder)
+    settings = indexed_passages(tmp_path, embedder)
     reranker = FakeReranker()
-    service = SearchService(settings, embedder, reranker)
+    service, plain_service = (
+        SearchService(settings, embedder, reranker),
+        SearchService(settings, embedder),
+    )
     try:
-        plain = SearchService(settings, embedder).search("What is the capital of France?", 5)
+        plain = plain_service.search("What is the capital of France?", 5)
         result = service.search("What is the capital of France?", 2)
     finally:
         service.close()
+        plain_service.close()
     assert reranker.queries == ["What is the capital of France?"]
     shortest = min(plain.passages, key=lambda p: len(p.chunk.text))
     first, second = result.passages
