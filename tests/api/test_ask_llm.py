@@ -31,7 +31,7 @@ def openai_env(indexed_docs: dict[str, str], server: str, **llm: str) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def stubbed(
+def stub_and_api(
     tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]
 ) -> Iterator[tuple[str, str]]:
     root = tmp_path_factory.mktemp("stubbed")
@@ -43,6 +43,13 @@ def stubbed(
 
 def set_mode(stub: str, mode: str) -> None:
     httpx.post(f"{stub}/_mode", json={"mode": mode}).raise_for_status()
+
+
+@pytest.fixture
+def stubbed(stub_and_api: tuple[str, str]) -> tuple[str, str]:
+    """The API and the stub it asks, the stub healthy again whatever the test before set."""
+    set_mode(stub_and_api[1], "ok")
+    return stub_and_api
 
 
 def test_stub_answer_goes_through_the_citation_check(stubbed: tuple[str, str]) -> None:
