@@ -119,7 +119,7 @@ def reindex(
         previous = {} if rebuild or pointer is None else state.manifest(pointer)
         scanned = scan(root, previous, Splitter(settings.chunking))
         planned = plan(previous, scanned)
-        embedded, reused, generation = len(planned.embed), 0, None
+        reused, generation = 0, None
         if not dry_run and pointer is not None and not rebuild and not planned.changed:
             _ensure_bm25(settings, state, pointer, previous)
         elif not dry_run:
@@ -129,7 +129,6 @@ def reindex(
             reused = _write(
                 settings, collection, committed, generation, planned, scanned, embedder, progress
             )
-            embedded -= reused  # adopted from an interrupted run: already embedded
             state.commit(collection, generation, fingerprint, planned.manifest)
             log.info("committed generation %d: %d chunks", generation, planned.chunks_total)
             if pointer is not None and pointer.collection != collection:
@@ -142,7 +141,7 @@ def reindex(
         deleted=scanned.deleted,
         unchanged=scanned.unchanged,
         failed=scanned.failed,
-        chunks_embedded=embedded,
+        chunks_embedded=len(planned.embed) - reused,  # the reused were embedded by an earlier run
         chunks_reused=reused,
         chunks_retired=len(planned.retire),
         chunks_total=planned.chunks_total,
