@@ -19,16 +19,19 @@ WORKDIR /src
 # Dependencies first, from stub packages and an empty README (pyproject's metadata reads it),
 # so this layer is rebuilt only when pyproject.toml or requirements.lock change.
 COPY pyproject.toml requirements.lock ./
-RUN mkdir rag_service ingest \
-    && touch README.md rag_service/__init__.py ingest/__init__.py \
+RUN mkdir rag_service ingest evaluation rag_cli \
+    && touch README.md rag_service/__init__.py ingest/__init__.py evaluation/__init__.py \
+        rag_cli/__init__.py \
     && pip install --no-cache-dir --extra-index-url "${TORCH_INDEX}" -c requirements.lock . \
     && pip uninstall --yes rag-service \
-    && rm -rf build rag_service ingest README.md ./*.egg-info
+    && rm -rf build rag_service ingest evaluation rag_cli README.md ./*.egg-info
 
 # Then the code alone: --no-deps keeps it off the network apart from the build backend.
 COPY README.md LICENSE ./
 COPY rag_service/ rag_service/
 COPY ingest/ ingest/
+COPY evaluation/ evaluation/
+COPY rag_cli/ rag_cli/
 RUN pip install --no-cache-dir --no-deps . && pip check
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from _common import EVAL_DIR, REPO
 
-from rag_service.evaluation.answers import answer_records
+from evaluation.answers import answer_records
 from rag_service.settings import Settings
 
 

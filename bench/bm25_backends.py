@@ -13,8 +13,8 @@ from pathlib import Path
 
 from _common import EVAL_DIR, REPO
 
-from rag_service.evaluation.datasets import load_eval_set
-from rag_service.evaluation.metrics import percentile
+from evaluation.datasets import load_eval_set
+from evaluation.metrics import percentile
 from rag_service.retrieval.bm25 import Bm25Index
 from rag_service.retrieval.tokenize import tokenize
 

@@ -37,7 +37,7 @@ def bench(dataset: str) -> dict[str, object]:
             if dataset == "corpus"
             else materialise_eval_corpus(dataset, work / "docs")
         )
-        reindex = [PY, "-m", "rag_service.cli", "reindex", str(folder), "--json"]
+        reindex = [PY, "-m", "rag_cli", "reindex", str(folder), "--json"]
         torch_env = {"RAG_DATA_DIR": str(work / "ours")}
         onnx_env = {"RAG_DATA_DIR": str(work / "onnx"), "RAG_EMBEDDER__BACKEND": "onnx-int8"}
 

@@ -15,8 +15,8 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from evaluation.langchain_baseline import langchain_embeddings
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
-from rag_service.evaluation.langchain_baseline import langchain_embeddings
 from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 

@@ -14,9 +14,9 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from evaluation.langchain_baseline import build_langchain_ensemble
 from rag_service.embedders import build_embedder
-from rag_service.evaluation.langchain_baseline import build_langchain_ensemble
-from rag_service.index import IndexState
+from rag_service.index_state import IndexState
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from rag_service.stores.chroma import persistent_client

@@ -29,12 +29,11 @@ import httpx
 import numpy as np
 from _common import EVAL_DIR, REPO
 
-from ingest.pipeline import collection_name
-from rag_service.evaluation.metrics import percentile
-from rag_service.evaluation.runner import prepared_set
-from rag_service.index import IndexState, SourceEntry, index_fingerprint
-from rag_service.retrieval.bm25 import Bm25Index
-from rag_service.retrieval.tokenize import tokenize
+from evaluation.metrics import percentile
+from evaluation.runner import prepared_set
+from ingest.generation import write_generation
+from ingest.reindex import collection_name
+from rag_service.index_state import IndexState, SourceEntry, index_fingerprint
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from rag_service.types import Chunk
@@ -97,28 +96,26 @@ def scifact_chunks(
 
 def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray) -> None:
     """Commit the chunks and their vectors as generation 1: into the store `settings` names,
-    and the pointer, manifest and BM25 files under its data dir."""
+    and the pointer, manifest and BM25 files under its data dir, as `rag reindex` writes them."""
     fingerprint = index_fingerprint(settings)
     collection = collection_name(settings, fingerprint)
-    store = open_store(settings, collection, create=True)
-    step = store.max_batch_size
-    for start in range(0, len(all_chunks), step):
-        store.add(all_chunks[start : start + step], matrix[start : start + step], generation=1)
-    store.close()
     manifest: dict[str, SourceEntry] = {}
     for c in all_chunks:
         manifest.setdefault(c.source, SourceEntry("synthetic", c.title, [])).chunk_ids.append(c.id)
-    state = IndexState(settings.data_dir)
-    by_id = {c.id: c for c in all_chunks}
-    sources = sorted(manifest)
-    row_ids = [cid for s in sources for cid in manifest[s].chunk_ids]
-    Bm25Index.build(
-        row_ids,
-        [by_id[cid].source for cid in row_ids],
-        [tokenize(by_id[cid].embedding_text) for cid in row_ids],
-        settings.retrieval.bm25_backend,
-    ).save(state.bm25_path(collection, 1, settings.retrieval.bm25_backend))
-    state.commit(collection, 1, fingerprint, manifest)
+    row = {c.id: i for i, c in enumerate(all_chunks)}
+    store = open_store(settings, collection, create=True)
+    try:
+        write_generation(
+            settings,
+            store,
+            1,
+            manifest,
+            add=all_chunks,
+            vectors=lambda batch: matrix[[row[c.id] for c in batch]],
+        )
+    finally:
+        store.close()
+    IndexState(settings.data_dir).commit(collection, 1, fingerprint, manifest)
 
 
 def server(
@@ -198,7 +195,7 @@ def main() -> None:
 
         port = free_port()
         with server(
-            [PY, "-m", "rag_service.cli", "serve", "--port", str(port)],
+            [PY, "-m", "rag_cli", "serve", "--port", str(port)],
             env,
             f"http://127.0.0.1:{port}/v1/index",
         ) as ours:

@@ -40,7 +40,7 @@ import httpx
 from _common import REPO
 from search_bench import PY, measure, scifact_chunks, server, vm_hwm_mb, write_index
 
-from rag_service.index import IndexState
+from rag_service.index_state import IndexState
 from rag_service.settings import Settings, StoreSettings
 from tests.servers import chroma_server, free_port
 
@@ -63,7 +63,7 @@ def api_servers(
         urls, procs = [], []
         for _ in range(replicas):
             port = free_port()
-            cmd = [PY, "-m", "rag_service.cli", "serve", "--port", str(port)]
+            cmd = [PY, "-m", "rag_cli", "serve", "--port", str(port)]
             procs.append(stack.enter_context(server(cmd, env, f"http://127.0.0.1:{port}/v1/index")))
             urls.append(f"http://127.0.0.1:{port}/v1/search")
         yield urls, procs

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from _common import REPO
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
-from rag_service.evaluation.runner import prepared_set
+from evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.runner import prepared_set
 from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
-from rag_service.retrieval.hybrid import query_language
+from rag_service.retrieval.language import query_language
 from rag_service.settings import Settings
 
 DEPTH = 50

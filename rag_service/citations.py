@@ -105,7 +105,9 @@ def check_citations(answer: str, passages: Sequence[Chunk], min_support: float) 
                 if not 1 <= n <= len(passages):
                     dropped += 1
                     continue
-                passage = cache.setdefault(n, _Passage(passages[n - 1]))
+                if n not in cache:  # cut into sentences once per cited passage, not per marker
+                    cache[n] = _Passage(passages[n - 1])
+                passage = cache[n]
                 span = passage.support(claim.text, min_support)
                 if span is None:
                     dropped += 1
@@ -113,18 +115,11 @@ def check_citations(answer: str, passages: Sequence[Chunk], min_support: float) 
                 kept[i].append(n)
                 chunk = passage.chunk
                 start, end = chunk.start + span[0], chunk.start + span[1]
-                citations.setdefault(
-                    (n, start, end),
-                    Citation(
-                        n,
-                        chunk.id,
-                        chunk.source,
-                        chunk.title,
-                        chunk.text[span[0] : span[1]],
-                        start,
-                        end,
-                    ),
-                )
+                if (n, start, end) not in citations:
+                    quote = chunk.text[span[0] : span[1]]
+                    citations[n, start, end] = Citation(
+                        n, chunk.id, chunk.source, chunk.title, quote, start, end
+                    )
 
     pieces, last = [], 0
     for match, stood in zip(markers, kept, strict=True):

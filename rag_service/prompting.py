@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from rag_service.errors import ConfigError
-from rag_service.retrieval.hybrid import query_language
+from rag_service.retrieval.language import query_language
 from rag_service.types import Chunk, Message, Prompt
 
 LANGUAGES = ("en", "zh")

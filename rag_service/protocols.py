@@ -14,17 +14,28 @@ Vectors = NDArray[np.float32]
 
 
 class Embedder(Protocol):
+    """Query and document embedding are different operations: asymmetric models (E5) prefix or
+    encode them differently, so a caller always says which one it means."""
+
     @property
     def model_id(self) -> str:
         """Names the vector space; part of the index fingerprint, so a change forces a rebuild."""
         ...
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        """Unit-length vectors, one row per text."""
+        """Unit-length vectors of passages to be searched, one row per text."""
         ...
 
     def embed_query(self, text: str) -> Vectors:
-        """One unit-length vector (1-D)."""
+        """One unit-length vector (1-D) for a search query."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load what the first call would (a model), so that call does not pay for it."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds (files, connections); it is not used afterwards."""
         ...
 
 
@@ -45,6 +56,14 @@ class Reranker(Protocol):
     def name(self) -> str: ...
 
     def rerank(self, query: str, candidates: Sequence[Chunk]) -> list[float]: ...
+
+    def warm_up(self) -> None:
+        """Load what the first call would (a model), so that call does not pay for it."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds (files, connections); it is not used afterwards."""
+        ...
 
 
 class VectorStore(Protocol):
@@ -125,4 +144,12 @@ class LLM(Protocol):
 
     def check(self) -> None:
         """Cheaply confirm the model can answer now (readiness); ``UpstreamError`` if not."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load what the first call would (a model), so that call does not pay for it."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds (files, connections); it is not used afterwards."""
         ...

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,16 @@ from rag_service.protocols import Vectors
 from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A CLI command run by CliRunner points the root logger at the runner's stderr, which is
+    closed when the command ends; later tests, in whatever order, must not log into it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 class CountingEmbedder:
@@ -31,6 +42,12 @@ class CountingEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         return self.inner.embed_query(text)
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +93,7 @@ def indexed_docs(
     tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
 ) -> dict[str, str]:
     """The tiny test corpus indexed once for a module; the RAG_* variables that point at it."""
-    from ingest.pipeline import reindex
+    from ingest.reindex import reindex
 
     root = tmp_path_factory.mktemp("indexed")
     shutil.copytree(DATA / "docs", root / "docs")

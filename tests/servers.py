@@ -69,7 +69,7 @@ def api_process(
     its process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "rag_service.cli", "serve", "--port", str(port)]
+    argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(port)]
     with running(argv, f"{url}/healthz", root, env, log=log) as proc:
         yield url, proc
 

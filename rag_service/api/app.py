@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI, Request, Response
 
+from rag_service.answering import build_answer_service
 from rag_service.api.auth import Gate
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.metrics import ApiMetrics
@@ -19,10 +20,9 @@ from rag_service.api.routes import ask, health, keys, search
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
 from rag_service.logs import request_id
-from rag_service.pipeline import build_answer_service
 from rag_service.rerankers import build_reranker
 from rag_service.retrieval.tokenize import tokenize
-from rag_service.search import SearchService
+from rag_service.serving import SearchService
 from rag_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search = SearchService(settings, embedder, reranker, on_timings=metrics.observe_search)
         answers = build_answer_service(settings, search)
         metrics.watch_index(search)
-        for component in (embedder, reranker, answers.llm):
-            warm_up = getattr(component, "warm_up", None)
-            if warm_up is not None:  # load models now, not on the first request
-                await anyio.to_thread.run_sync(warm_up)
+        # Load models now, not on the first request.
+        await anyio.to_thread.run_sync(embedder.warm_up)
+        if reranker is not None:
+            await anyio.to_thread.run_sync(reranker.warm_up)
+        await anyio.to_thread.run_sync(answers.llm.warm_up)
         # The first query would otherwise pay for jieba's dictionary (~1 s) and torch's first run.
         await anyio.to_thread.run_sync(tokenize, "预热 warm-up")
         await anyio.to_thread.run_sync(embedder.embed_query, "warm-up")
@@ -72,9 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.search, app.state.answers = search, answers
         yield
         search.close()
-        close = getattr(answers.llm, "close", None)
-        if close is not None:
-            close()
+        answers.llm.close()
+        if reranker is not None:
+            reranker.close()
+        embedder.close()
 
     app = FastAPI(title="rag-service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

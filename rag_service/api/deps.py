@@ -6,9 +6,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from rag_service.answering import AnswerService
 from rag_service.api.metrics import ApiMetrics
-from rag_service.pipeline import AnswerService
-from rag_service.search import SearchService
+from rag_service.serving import SearchService
+from rag_service.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_search(request: Request) -> SearchService:

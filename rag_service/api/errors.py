@@ -1,12 +1,15 @@
 """Every error a caller sees, as an RFC 9457 ``application/problem+json`` body with a request id.
 
-Domain exceptions map to a status here, once; routes raise them and never build HTTP errors.
+Domain exceptions map to a status and a problem ``type`` here, once; routes raise them and never
+build HTTP errors. The ``type`` is a stable URI per kind of problem, so a client can tell "no
+index yet" from "store down" (both 503) without reading the prose in ``detail``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -33,28 +36,50 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+PROBLEM_TYPE = "urn:rag-service:problem:"
+INTERNAL_ERROR = PROBLEM_TYPE + "internal-error"
+INVALID_REQUEST = PROBLEM_TYPE + "invalid-request"
+NOT_READY = PROBLEM_TYPE + "not-ready"
+
+
+@dataclass(frozen=True)
+class ProblemKind:
+    status: int
+    type: str
+
+
+def _kind(status: int, name: str) -> ProblemKind:
+    return ProblemKind(status, PROBLEM_TYPE + name)
+
+
 # Most specific first: the first matching class decides.
-STATUS_OF: dict[type[RagError], int] = {
-    UpstreamTimeout: 504,
-    UpstreamError: 502,
-    IndexNotReady: 503,
-    StoreUnavailable: 503,
-    IndexBusy: 409,
-    DocumentUnreadable: 422,
-    ConfigError: 500,
-    Unauthorized: 401,
-    Forbidden: 403,
-    RateLimited: 429,
+PROBLEMS: dict[type[RagError], ProblemKind] = {
+    UpstreamTimeout: _kind(504, "llm-timeout"),
+    UpstreamError: _kind(502, "llm-failed"),
+    IndexNotReady: _kind(503, "index-not-ready"),
+    StoreUnavailable: _kind(503, "store-unavailable"),
+    IndexBusy: _kind(409, "index-busy"),
+    DocumentUnreadable: _kind(422, "document-unreadable"),
+    ConfigError: _kind(500, "config-error"),
+    Unauthorized: _kind(401, "unauthorized"),
+    Forbidden: _kind(403, "forbidden"),
+    RateLimited: _kind(429, "rate-limited"),
 }
 
 
-def status_of(exc: RagError) -> int:
-    return next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 500)
+def kind_of(exc: RagError) -> ProblemKind:
+    return next(
+        (k for t, k in PROBLEMS.items() if isinstance(exc, t)), ProblemKind(500, INTERNAL_ERROR)
+    )
 
 
-def problem_body(request: Request, status: int, detail: str, **extra: Any) -> dict[str, Any]:
+def problem_body(
+    request: Request, status: int, detail: str, problem_type: str = "about:blank", **extra: Any
+) -> dict[str, Any]:
+    """``about:blank`` (RFC 9457: the status says it all) is left for plain HTTP errors such
+    as an unknown path or method."""
     return {
-        "type": "about:blank",
+        "type": problem_type,
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
@@ -68,17 +93,19 @@ def problem(
     request: Request,
     status: int,
     detail: str,
+    problem_type: str = "about:blank",
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = problem_body(request, status, detail, **extra)
+    body = problem_body(request, status, detail, problem_type, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _domain(request: Request, exc: RagError) -> JSONResponse:
-        return problem(request, status_of(exc), str(exc), headers=exc.headers)
+        kind = kind_of(exc)
+        return problem(request, kind.status, str(exc), kind.type, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,7 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
-        return problem(request, 422, "the request is not valid", errors=errors)
+        return problem(request, 422, "the request is not valid", INVALID_REQUEST, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -95,4 +122,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        return problem(request, 500, "internal error; the server log has the details")
+        return problem(
+            request, 500, "internal error; the server log has the details", INTERNAL_ERROR
+        )

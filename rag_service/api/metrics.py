@@ -6,25 +6,18 @@ up the number of series. Index figures are read when scraped, not kept up to dat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rag_service.pipeline import Answer
-from rag_service.search import SearchService
+from rag_service.answering import Answer
+from rag_service.retrieval.results import SearchTimings
+from rag_service.serving import SearchService
 
 # From a 1 ms BM25 lookup to a slow LLM answer.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-# Search timings (ms) -> stage label; "total" is left out, the request histogram has it.
-_SEARCH_STAGES = {
-    "bm25": "bm25",
-    "dense": "dense",
-    "fusion": "fusion",
-    "rerank_and_fetch": "rerank",
-}
 
 
 class IndexCollector(Collector):
@@ -92,10 +85,15 @@ class ApiMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    def observe_search(self, timings_ms: Mapping[str, float]) -> None:
-        for key, stage in _SEARCH_STAGES.items():
-            if key in timings_ms:
-                self.stages.labels(stage).observe(timings_ms[key] / 1000)
+    def observe_search(self, timings: SearchTimings) -> None:
+        # The total is left out: the request histogram has it.
+        for stage, ms in (
+            ("bm25", timings.bm25_ms),
+            ("dense", timings.dense_ms),
+            ("fusion", timings.fusion_ms),
+            ("rerank", timings.shortlist_ms),
+        ):
+            self.stages.labels(stage).observe(ms / 1000)
 
     def observe_answer(self, answer: Answer) -> None:
         if answer.fallback_reason is not None:
@@ -104,4 +102,4 @@ class ApiMetrics:
             outcome = "answered" if answer.answerable else "refused"
         self.answers.labels(outcome).inc()
         if answer.prompt is not None:  # a model was asked
-            self.stages.labels("generate").observe(answer.timings_ms["generate"] / 1000)
+            self.stages.labels("generate").observe(answer.timings.generate_ms / 1000)

@@ -1,4 +1,4 @@
-"""Request and response parts shared by several routes."""
+"""Request and response parts shared by several routes (and the CLI's ``--json``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-from rag_service.retrieval.hybrid import RetrievedPassage, SearchFilters
+from rag_service.answering import Answer
+from rag_service.retrieval.results import RetrievedPassage, SearchFilters
 from rag_service.types import NO_PAGE
 
 
@@ -76,4 +77,76 @@ class Passage(BaseModel):
                 bigram_share=hit.bigram_share,
                 rerank_score=hit.rerank_score,
             ),
+        )
+
+
+def round_ms(timings: dict[str, float]) -> dict[str, float]:
+    return {stage: round(ms, 2) for stage, ms in timings.items()}
+
+
+class CitationOut(BaseModel):
+    n: int
+    chunk_id: str
+    source: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+class Generator(BaseModel):
+    backend: str
+    model: str
+    fallback_reason: str | None = Field(
+        None, description="Set when the extractive answerer stood in for a failed LLM."
+    )
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class MessageOut(BaseModel):
+    role: str
+    content: str
+
+
+class AskResponse(BaseModel):
+    question: str
+    language: str
+    answer: str
+    answerable: bool
+    refusal_reason: str | None
+    coverage: float
+    citations: list[CitationOut]
+    dropped_citations: int
+    passages: list[Passage]
+    generator: Generator
+    usage: UsageOut | None
+    generation: int
+    timings_ms: dict[str, float]
+    prompt: list[MessageOut] | None = None
+
+    @classmethod
+    def of(cls, answer: Answer, include_prompt: bool) -> AskResponse:
+        return cls(
+            question=answer.question,
+            language=answer.language,
+            answer=answer.answer,
+            answerable=answer.answerable,
+            refusal_reason=answer.refusal_reason,
+            coverage=round(answer.coverage, 4),
+            citations=[CitationOut(**vars(c)) for c in answer.citations],
+            dropped_citations=answer.dropped_citations,
+            passages=[Passage.of(p) for p in answer.passages],
+            generator=Generator(
+                backend=answer.backend, model=answer.model, fallback_reason=answer.fallback_reason
+            ),
+            usage=UsageOut(**vars(answer.usage)) if answer.usage else None,
+            generation=answer.generation,
+            timings_ms=round_ms(answer.timings.as_dict()),
+            prompt=[MessageOut(role=m.role, content=m.content) for m in answer.prompt.messages]
+            if include_prompt and answer.prompt
+            else None,
         )

@@ -34,9 +34,13 @@ class LazyEmbedder:
         with self._lock:
             _ = self._model
 
+    def close(self) -> None:
+        """The model is plain memory: nothing to release."""
+
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         raise NotImplementedError
 
     def embed_query(self, text: str) -> Vectors:
+        """Symmetric models (MiniLM) embed a query as they embed a passage."""
         vector: Vectors = self.embed_documents([text])[0]
         return vector

@@ -1,7 +1,9 @@
-"""A disk cache in front of any embedder, keyed by the embedder's model id and the text's hash.
+"""A disk cache in front of any embedder, keyed by the embedder's model id, the role (query or
+document) and the text's hash.
 
 Evaluation embeds the same corpora and questions again and again; with the cache a rerun costs
-seconds instead of the half hour a 15k-chunk corpus takes on a CPU.
+seconds instead of the half hour a 15k-chunk corpus takes on a CPU. The role is in the key
+because an asymmetric model (E5) embeds the same text differently as a query and as a passage.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from rag_service.protocols import Embedder, Vectors
+
+Role = Literal["query", "document"]
 
 
 class CachedEmbedder:
@@ -32,11 +37,13 @@ class CachedEmbedder:
     def model_id(self) -> str:
         return self._inner.model_id
 
-    def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self._namespace}\x00{text}".encode()).hexdigest()
+    def _key(self, role: Role, text: str) -> str:
+        return hashlib.sha256(f"{self._namespace}\x00{role}\x00{text}".encode()).hexdigest()
 
-    def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        keys = [self._key(t) for t in texts]
+    def _cached(
+        self, role: Role, texts: Sequence[str], embed: Callable[[list[str]], Vectors]
+    ) -> Vectors:
+        keys = [self._key(role, t) for t in texts]
         found: dict[str, bytes] = {}
         with self._lock:
             for start in range(0, len(keys), 900):
@@ -46,7 +53,7 @@ class CachedEmbedder:
                 found.update(rows)
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items())
         if missing:
-            vectors = self._inner.embed_documents([t for _, t in missing])
+            vectors = embed([t for _, t in missing])
             fresh = {
                 k: v.astype(np.float32).tobytes()
                 for (k, _), v in zip(missing, vectors, strict=True)
@@ -57,9 +64,18 @@ class CachedEmbedder:
             self.misses += len(missing)
         return np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
 
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return self._cached("document", texts, self._inner.embed_documents)
+
     def embed_query(self, text: str) -> Vectors:
-        vector: Vectors = self.embed_documents([text])[0]
+        vector: Vectors = self._cached(
+            "query", [text], lambda texts: np.stack([self._inner.embed_query(t) for t in texts])
+        )[0]
         return vector
+
+    def warm_up(self) -> None:
+        self._inner.warm_up()
 
     def close(self) -> None:
         self._db.close()
+        self._inner.close()

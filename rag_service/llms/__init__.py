@@ -49,3 +49,9 @@ def build_llm(settings: Settings) -> LLM:
             f"unknown LLM backend {settings.llm.backend!r}; valid: {', '.join(sorted(LLMS))}"
         ) from None
     return factory(settings)
+
+
+def build_fallback_llm(settings: Settings) -> LLM | None:
+    """What answers when the configured LLM fails (``RAG_LLM__FALLBACK``): the extractive
+    answerer, which needs no model and cannot fail the same way."""
+    return LLMS["extractive"](settings) if settings.llm.fallback else None

@@ -115,6 +115,12 @@ class ExtractiveAnswerer:
     def check(self) -> None:
         """In-process, no model: always able to answer."""
 
+    def warm_up(self) -> None:
+        """Nothing to load."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         return Completion(self.answer(prompt))
 

@@ -35,6 +35,12 @@ class FakeLLM:
     def check(self) -> None:
         """In-process: always able to answer."""
 
+    def warm_up(self) -> None:
+        """Nothing to load."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         self.prompts.append(prompt)
         text = self._text(prompt)

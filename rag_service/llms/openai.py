@@ -167,6 +167,9 @@ class OpenAICompatibleLLM:
         if response.status_code >= 500:
             raise UpstreamError(f"the LLM endpoint answers {response.status_code}")
 
+    def warm_up(self) -> None:
+        """A remote model: nothing to load here."""
+
     def close(self) -> None:
         self._client.close()
 

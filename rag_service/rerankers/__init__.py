@@ -7,6 +7,7 @@ from collections.abc import Callable
 from rag_service.errors import ConfigError
 from rag_service.protocols import Reranker
 from rag_service.rerankers.cross_encoder import CrossEncoderReranker
+from rag_service.rerankers.fake import FakeReranker
 from rag_service.settings import RetrievalSettings
 
 
@@ -14,8 +15,13 @@ def _cross_encoder(settings: RetrievalSettings) -> Reranker:
     return CrossEncoderReranker(settings.reranker_model)
 
 
+def _fake(settings: RetrievalSettings) -> Reranker:
+    return FakeReranker()
+
+
 RERANKERS: dict[str, Callable[[RetrievalSettings], Reranker]] = {
     "cross-encoder": _cross_encoder,
+    "fake": _fake,
 }
 
 

@@ -39,6 +39,9 @@ class CrossEncoderReranker:
         with self._lock:
             _ = self._model
 
+    def close(self) -> None:
+        """The model is plain memory: nothing to release."""
+
     def rerank(self, query: str, candidates: Sequence[Chunk]) -> list[float]:
         if not candidates:
             return []

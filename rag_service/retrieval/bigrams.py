@@ -9,9 +9,10 @@ development sets (README, *Retrieval*).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 
 from rag_service.retrieval.tokenize import CJK, normalize
+from rag_service.types import ScoredId
 
 _CJK_RUN = re.compile(rf"[{CJK}]+")
 # Spaces and punctuation go before runs are split, so "检索，增强" still yields "索增".
@@ -34,3 +35,15 @@ def bigram_share(grams: Collection[str], text: str) -> float:
         return 0.0
     plain = _plain(text)
     return sum(gram in plain for gram in grams) / len(grams)
+
+
+def boost(
+    shortlist: Sequence[ScoredId], texts: Mapping[str, str], grams: Collection[str], weight: float
+) -> tuple[list[ScoredId], dict[str, float]]:
+    """The shortlist re-ordered by fused score + ``weight`` x bigram share, and each share.
+
+    The sort is stable, so ties keep the fused order.
+    """
+    shares = {hit.chunk_id: bigram_share(grams, texts[hit.chunk_id]) for hit in shortlist}
+    boosted = [ScoredId(h.chunk_id, h.score + weight * shares[h.chunk_id]) for h in shortlist]
+    return sorted(boosted, key=lambda hit: -hit.score), shares

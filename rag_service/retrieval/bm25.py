@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag_service.errors import ConfigError
-from rag_service.retrieval.tokenize import TOKENIZER_VERSION
+from rag_service.retrieval.tokenize import TOKENIZER_VERSION, tokenize
 from rag_service.types import ScoredId
 
 K1, B = 1.2, 0.75
@@ -173,6 +173,18 @@ class Bm25Index:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [ScoredId(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+class Bm25Retriever:
+    """A ``Retriever`` over one generation's BM25 index: the query tokenised as the chunks were."""
+
+    def __init__(self, index: Bm25Index) -> None:
+        self._index = index
+
+    def retrieve(
+        self, query: str, k: int, accept: Callable[[str], bool] | None = None
+    ) -> list[ScoredId]:
+        return self._index.search(tokenize(query), k, accept)
 
 
 class TokenCache:

@@ -27,7 +27,7 @@ SEARCH = {"query": "How many heads did the original transformer use?", "top_k": 
 def rag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The real CLI, as an operator runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "rag_service.cli", *args],
+        [sys.executable, "-m", "rag_cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -9,13 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ingest.pipeline import reindex
+from ingest.reindex import reindex
 from rag_service.settings import Settings
 from tests.api.test_http import assert_problem, metric_samples
 from tests.conftest import DATA, CountingEmbedder
@@ -43,7 +42,7 @@ def server_env(tmp_path: Path, chroma_port: int) -> dict[str, str]:
 def rag_reindex(env: dict[str, str], cwd: Path) -> dict:
     """``rag reindex --json`` as its own process, like `docker compose run --rm reindex`."""
     done = subprocess.run(
-        [sys.executable, "-m", "rag_service.cli", "reindex", "--json"],
+        [sys.executable, "-m", "rag_cli", "reindex", "--json"],
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         cwd=cwd,
         capture_output=True,
@@ -133,10 +132,11 @@ def test_readiness_follows_the_chroma_server(tmp_path: Path, embedder: CountingE
             # check within the configured timeout instead of holding the probe.
             os.kill(chroma.pid, signal.SIGSTOP)
             try:
-                started = time.monotonic()
+                # Stopped, Chroma would hold the probe past this client's 30 s: an answer at
+                # all means the store's own timeout ended the check.
                 hung = assert_problem(httpx.get(f"{url}/readyz", timeout=30), 503)
-                assert time.monotonic() - started < 10
                 assert hung["checks"]["store"]["ok"] is False
+                assert "does not answer" in hung["checks"]["store"]["detail"]
             finally:
                 os.kill(chroma.pid, signal.SIGCONT)
             assert httpx.get(f"{url}/readyz").status_code == 200

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from rag_service.embedders import build_embedder
+from rag_service.embedders.cache import CachedEmbedder
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
 from rag_service.settings import EmbedderSettings
 
@@ -35,3 +38,18 @@ def test_onnx_int8_backend_agrees_with_torch(real_embedder: SentenceTransformerE
     # Order of the input is kept even though batches are sorted by length inside.
     query = onnx.embed_query("which layer picks experts for a token?")
     assert int(np.argmax(ours @ query)) == 3
+
+
+def test_the_cache_keeps_queries_and_documents_apart(
+    tmp_path: Path, real_embedder: SentenceTransformerEmbedder
+) -> None:
+    cache = CachedEmbedder(real_embedder, tmp_path / "cache.sqlite", "test|minilm")
+    try:
+        document = cache.embed_documents(["What is LoRA?"])[0]
+        query = cache.embed_query("What is LoRA?")
+        assert cache.misses == 2  # one vector per role: an E5 model would embed them differently
+        assert cache.embed_query("What is LoRA?").tolist() == query.tolist()
+        assert cache.embed_documents(["What is LoRA?"])[0].tolist() == document.tolist()
+        assert cache.misses == 2
+    finally:
+        cache.close()

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ingest.pipeline import reindex
-from rag_service.cli import app
-from rag_service.index import IndexState
+from ingest.reindex import reindex
+from rag_cli.commands import app
+from rag_service.index_state import IndexState
+from rag_service.rerankers.fake import FakeReranker
 from rag_service.retrieval.bm25 import TokenCache
-from rag_service.retrieval.hybrid import SearchFilters
-from rag_service.search import SearchService
+from rag_service.retrieval.results import SearchFilters
+from rag_service.serving import SearchService
 from rag_service.settings import Settings
 from tests.conftest import DATA, CountingEmbedder
 
@@ -30,15 +31,20 @@ PASSAGES = {
 }
 
 
-@pytest.fixture
-def service(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[SearchService]:
+def indexed_passages(tmp_path: Path, embedder: CountingEmbedder) -> Settings:
+    """The five passages, indexed; the settings that point at them."""
     docs = tmp_path / "passages"
     docs.mkdir()
     for name, text in PASSAGES.items():
         (docs / name).write_text(text, encoding="utf-8")
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=docs)  # type: ignore[call-arg]
     reindex(settings, embedder=embedder)
-    service = SearchService(settings, embedder)
+    return settings
+
+
+@pytest.fixture
+def service(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[SearchService]:
+    service = SearchService(indexed_passages(tmp_path, embedder), embedder)
     yield service
     service.close()
 
@@ -165,3 +171,30 @@ def test_the_bigram_boost_can_be_turned_off(
         plain.close()
     assert zh[0].chunk.source == "专家.md"
     assert all(p.bigram_share is None and p.score == p.fused_score for p in zh)
+
+
+def test_the_reranker_reorders_the_whole_shortlist(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    """The fake reranker prefers shorter passages: the shortest of all five comes first even
+    for a question it has nothing to do with, so it was given the shortlist, not the top 2."""
+    settings = indexed_passages(tmp_path, embedder)
+    reranker = FakeReranker()
+    service, plain_service = (
+        SearchService(settings, embedder, reranker),
+        SearchService(settings, embedder),
+    )
+    try:
+        plain = plain_service.search("What is the capital of France?", 5)
+        result = service.search("What is the capital of France?", 2)
+    finally:
+        service.close()
+        plain_service.close()
+    assert reranker.queries == ["What is the capital of France?"]
+    shortest = min(plain.passages, key=lambda p: len(p.chunk.text))
+    first, second = result.passages
+    assert first.chunk.id == shortest.chunk.id != plain.passages[0].chunk.id
+    assert first.score == first.rerank_score == 1 / (1 + len(first.chunk.text))
+    assert first.rerank_score > second.rerank_score  # type: ignore[operator]
+    by_id = {p.chunk.id: p for p in plain.passages}
+    assert first.fused_score == by_id[first.chunk.id].fused_score  # the detail keeps the fusion

@@ -3,7 +3,6 @@ answer garbage: every failure is an UpstreamError (502) or UpstreamTimeout (504)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -52,23 +51,22 @@ def test_a_stopped_server_is_a_502_soon() -> None:
     dead = OpenAICompatibleLLM(
         LLMSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=10, max_retries=1)
     )
-    started = time.monotonic()
     with pytest.raises(UpstreamError, match="cannot reach the LLM") as caught:
         dead.complete(PROMPT, PARAMS)
+    # A refused connection fails at once (and is retried), it does not wait out the timeout.
     assert not isinstance(caught.value, UpstreamTimeout)
-    assert time.monotonic() - started < 5  # one retry after 0.5 s, not the whole timeout
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_slow_server_is_a_504_within_the_timeout(stub: str, stream: bool) -> None:
     slow = llm(stub, "slow", timeout_s=1.5)
-    started = time.monotonic()
-    with pytest.raises(UpstreamTimeout):
+    # The stub sleeps 30 s: a timeout raised is the configured 1.5 s, not the stub finishing.
+    with pytest.raises(UpstreamTimeout, match=r"within 1\.5 s"):
         if stream:
             list(slow.stream(PROMPT, PARAMS))
         else:
             slow.complete(PROMPT, PARAMS)
-    assert time.monotonic() - started < 4
 
 
 def test_a_stream_that_goes_silent_is_a_504(stub: str) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ingest.pipeline import reindex
-from rag_service.cli import app
-from rag_service.errors import IndexBusy
-from rag_service.index import IndexState
-from rag_service.search import SearchService
+from ingest.reindex import reindex
+from rag_cli.commands import app
+from rag_service.errors import IndexBusy, IndexNotReady
+from rag_service.index_state import IndexState
+from rag_service.serving import SearchService
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from tests.conftest import CountingEmbedder
@@ -64,7 +64,7 @@ def test_first_run_indexes_every_format(
         "guides/moe.html",
         "向量数据库.md",
     ]
-    assert report.failed == [] and report.generation == 1
+    assert report.failed == () and report.generation == 1
     assert embedder.texts_embedded == report.chunks_total > 4
     assert (
         sources_found(settings, embedder, "How many heads did the original transformer use?")[0]
@@ -107,7 +107,7 @@ def test_editing_a_file_reembeds_only_its_new_chunks(
     report = reindex(settings, embedder=embedder)
 
     ids_after = manifest_ids(settings)
-    assert report.updated == ["guides/bm25.txt"] and report.generation == 2
+    assert report.updated == ("guides/bm25.txt",) and report.generation == 2
     changed = set(ids_after["guides/bm25.txt"]) - set(ids_before["guides/bm25.txt"])
     assert embedder.texts_embedded == report.chunks_embedded == len(changed) >= 1
     for source in ("attention.md", "guides/moe.html", "向量数据库.md"):
@@ -124,7 +124,7 @@ def test_deleting_a_file_removes_its_chunks(
 
     report = reindex(settings, embedder=embedder)
 
-    assert report.deleted == ["guides/moe.html"] and report.chunks_embedded == 0
+    assert report.deleted == ("guides/moe.html",) and report.chunks_embedded == 0
     assert "guides/moe.html" not in manifest_ids(settings)
     assert "guides/moe.html" not in sources_found(
         settings, embedder, "mixture of experts gating", k=20
@@ -169,7 +169,7 @@ def test_a_file_that_turns_unreadable_keeps_its_previous_chunks(
 
     report = reindex(settings, embedder=embedder)
 
-    assert [f.path for f in report.failed] == ["attention.md"] and report.deleted == []
+    assert [f.path for f in report.failed] == ["attention.md"] and report.deleted == ()
     assert manifest_ids(settings)["attention.md"] == ids_before["attention.md"]
     assert sources_found(settings, embedder, "multi-head attention heads")[0] == "attention.md"
 
@@ -214,10 +214,10 @@ def test_changing_chunking_forces_a_full_rebuild(
     assert report.full_rebuild and pointer is not None
     assert pointer.collection != old_collection
     assert embedder.texts_embedded == report.chunks_total == pointer.chunks
-    with pytest.raises(Exception, match="does not exist"):
+    with pytest.raises(IndexNotReady, match="does not exist"):
         open_store(smaller, old_collection).count()
     # A service still configured the old way refuses the new index instead of mixing vectors.
-    with pytest.raises(Exception, match="other embedding or chunking settings"):
+    with pytest.raises(IndexNotReady, match="other embedding or chunking settings"):
         sources_found(first, embedder, "attention")
 
 
@@ -249,7 +249,7 @@ def test_killed_reindex_leaves_the_old_index_serving(
         "RAG_EMBEDDER__BATCH_SIZE": "1",  # 16 chunks per write: several writes before the end
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag_service.cli", "reindex"],
+        [sys.executable, "-m", "rag_cli", "reindex"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest import load
-from ingest.pipeline import reindex
-from rag_service.cli import app
-from rag_service.index import IndexState
+from ingest.reindex import reindex
+from rag_cli.commands import app
+from rag_service.index_state import IndexState
 from rag_service.settings import Settings
 from tests.conftest import CountingEmbedder
 from tests.integration.test_reindex import sources_found
@@ -70,7 +70,7 @@ def test_links_out_of_the_folder_loops_and_fifos_are_skipped(
         "self": "symbolic link to a folder (not followed)",
         "pipe.txt": "not a regular file",
     }
-    assert report.failed == []
+    assert report.failed == ()
     assert indexed_sources(settings) == {
         "alias.md",
         "attention.md",
@@ -140,7 +140,7 @@ def test_a_file_over_the_size_limit_is_reported_not_read(
     assert "big.txt" in indexed_sources(settings)
     (docs / "big.txt").write_text("Large again. " * 1000)
     again = reindex(settings, embedder=embedder)
-    assert [f.path for f in again.failed] == ["big.txt"] and again.deleted == []
+    assert [f.path for f in again.failed] == ["big.txt"] and again.deleted == ()
     assert "big.txt" in indexed_sources(settings)
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rag_service.evaluation.metrics import (
+from evaluation.metrics import (
     dedupe,
     mrr_at,
     ndcg_at,

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from rag_service.embedders import build_embedder
 from rag_service.errors import ConfigError
-from rag_service.index import index_fingerprint
+from rag_service.index_state import index_fingerprint
 from rag_service.settings import EmbedderSettings, Settings
 from rag_service.stores import open_store
 

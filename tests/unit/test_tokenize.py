@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from rag_service.retrieval.bigrams import bigram_share, cjk_bigrams
-from rag_service.retrieval.hybrid import SearchFilters, query_language
+from rag_service.retrieval.language import query_language
+from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import normalize, tokenize
 
 pytestmark = pytest.mark.unit

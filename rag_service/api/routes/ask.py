@@ -17,13 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag_service.answering import Answer, AnswerService, Delta, Question
 from rag_service.api.auth import QUERY
-from rag_service.api.deps import AnswerDep, MetricsDep
-from rag_service.api.errors import problem_body, status_of
+from rag_service.api.deps import AnswerDep, MetricsDep, SettingsDep
+from rag_service.api.errors import kind_of, problem_body
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.schemas import Filters, Passage, QueryText
+from rag_service.api.schemas import AskResponse, Filters, Passage, QueryText
 from rag_service.errors import RagError
-from rag_service.pipeline import Answer, AnswerService, Delta, Question
 from rag_service.settings import LLMSettings
 from rag_service.types import GenerationParams, Message
 
@@ -67,74 +67,6 @@ class AskRequest(BaseModel):
         )
 
 
-class CitationOut(BaseModel):
-    n: int
-    chunk_id: str
-    source: str
-    title: str
-    quote: str
-    start: int
-    end: int
-
-
-class Generator(BaseModel):
-    backend: str
-    model: str
-    fallback_reason: str | None = Field(
-        None, description="Set when the extractive answerer stood in for a failed LLM."
-    )
-
-
-class UsageOut(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class MessageOut(BaseModel):
-    role: str
-    content: str
-
-
-class AskResponse(BaseModel):
-    question: str
-    language: str
-    answer: str
-    answerable: bool
-    refusal_reason: str | None
-    coverage: float
-    citations: list[CitationOut]
-    dropped_citations: int
-    passages: list[Passage]
-    generator: Generator
-    usage: UsageOut | None
-    generation: int
-    timings_ms: dict[str, float]
-    prompt: list[MessageOut] | None = None
-
-    @classmethod
-    def of(cls, answer: Answer, include_prompt: bool) -> AskResponse:
-        return cls(
-            question=answer.question,
-            language=answer.language,
-            answer=answer.answer,
-            answerable=answer.answerable,
-            refusal_reason=answer.refusal_reason,
-            coverage=round(answer.coverage, 4),
-            citations=[CitationOut(**vars(c)) for c in answer.citations],
-            dropped_citations=answer.dropped_citations,
-            passages=[Passage.of(p) for p in answer.passages],
-            generator=Generator(
-                backend=answer.backend, model=answer.model, fallback_reason=answer.fallback_reason
-            ),
-            usage=UsageOut(**vars(answer.usage)) if answer.usage else None,
-            generation=answer.generation,
-            timings_ms={k: round(v, 2) for k, v in answer.timings_ms.items()},
-            prompt=[MessageOut(role=m.role, content=m.content) for m in answer.prompt.messages]
-            if include_prompt and answer.prompt
-            else None,
-        )
-
-
 def _event(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
@@ -147,16 +79,15 @@ def _stream(
     question: Question,
 ) -> StreamingResponse:
     # Retrieval runs now, so a missing index is a plain 503, not an error inside a stream.
-    retrieved, events = service.ask_stream(question)
+    evidence, events = service.ask_stream(question)
 
     def sse() -> Iterator[bytes]:
-        found = AskResponse.of(retrieved, include_prompt=False)
         yield _event(
             "passages",
             {
-                "language": found.language,
-                "coverage": found.coverage,
-                "passages": [p.model_dump() for p in found.passages],
+                "language": evidence.language,
+                "coverage": round(evidence.coverage, 4),
+                "passages": [Passage.of(p).model_dump() for p in evidence.passages],
             },
         )
         try:
@@ -176,7 +107,8 @@ def _stream(
                     yield _event("done", done.model_dump(exclude={"passages"}))
         except RagError as exc:
             log.warning("stream failed: %s", exc)
-            yield _event("error", problem_body(request, status_of(exc), str(exc)))
+            kind = kind_of(exc)
+            yield _event("error", problem_body(request, kind.status, str(exc), kind.type))
 
     return StreamingResponse(
         sse(),
@@ -187,9 +119,13 @@ def _stream(
 
 @router.post("/v1/ask", response_model=None)
 def ask(
-    request: Request, body: AskRequest, service: AnswerDep, metrics: MetricsDep
+    request: Request,
+    body: AskRequest,
+    service: AnswerDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
 ) -> AskResponse | StreamingResponse:
-    question = body.to_question(request.app.state.settings.llm)
+    question = body.to_question(settings.llm)
     if body.stream:
         return _stream(request, service, metrics, body, question)
     answer = service.ask(question)

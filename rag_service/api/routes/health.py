@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rag_service.answering import AnswerService
 from rag_service.api.auth import METRICS, QUERY
 from rag_service.api.deps import AnswerDep, MetricsDep, SearchDep
-from rag_service.api.errors import problem
+from rag_service.api.errors import NOT_READY, problem
 from rag_service.errors import RagError, StoreUnavailable, UpstreamError
-from rag_service.pipeline import AnswerService
-from rag_service.search import SearchService
+from rag_service.serving import SearchService
 
 router = APIRouter(tags=["operations"])
 
@@ -38,14 +38,11 @@ def _index_and_store(search: SearchService) -> tuple[Check, Check]:
     return Check(True, f"generation {generation}"), Check(True, f"{chunks} vectors stored")
 
 
-def _llm(answers: AnswerService, fallback: bool) -> Check:
+def _llm(answers: AnswerService) -> Check:
     try:
-        answers.llm.check()
+        return Check(True, answers.check_llm())
     except UpstreamError as exc:
-        if fallback:  # answers still come, extractively: degraded, not unready
-            return Check(True, f"degraded, answering extractively: {exc}")
         return Check(False, str(exc))
-    return Check(True, f"{answers.llm.backend} ({answers.llm.model})")
 
 
 @router.get("/healthz")
@@ -59,12 +56,12 @@ def readyz(request: Request, search: SearchDep, answers: AnswerDep) -> dict[str,
     """Ready to answer: the index is loaded, the store answers, and so does the LLM (when one is
     configured). 503 problem with every check otherwise."""
     index, store = _index_and_store(search)
-    llm = _llm(answers, request.app.state.settings.llm.fallback)
+    llm = _llm(answers)
     checks = {"index": index, "store": store, "llm": llm}
     failed = [f"{name}: {check.detail}" for name, check in checks.items() if check.ok is False]
     body = {name: asdict(check) for name, check in checks.items()}
     if failed:
-        return problem(request, 503, "not ready; " + "; ".join(failed), checks=body)
+        return problem(request, 503, "not ready; " + "; ".join(failed), NOT_READY, checks=body)
     return {"status": "ready", "checks": body}
 
 

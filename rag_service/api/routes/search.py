@@ -5,7 +5,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.auth import QUERY
 from rag_service.api.deps import SearchDep
-from rag_service.api.schemas import Filters, Passage, QueryText
+from rag_service.api.schemas import Filters, Passage, QueryText, round_ms
 
 router = APIRouter(tags=["retrieval"], dependencies=[QUERY])
 
@@ -35,5 +35,5 @@ def search(body: SearchRequest, service: SearchDep) -> SearchResponse:
         language=result.language,
         passages=[Passage.of(hit) for hit in result.passages],
         generation=result.pointer.generation,
-        timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
+        timings_ms=round_ms(result.timings.as_dict()),
     )

@@ -1,8 +1,8 @@
 """The recommended zh reranker, swept: fused score + lam * (share of the query's Chinese character
 bigrams found in the chunk), over the shipped fusion's top `depth`, for Chinese queries only.
 
-    python bench/research_dump.py <set dirs...>     # once
-    python bench/research_bigram.py                 # writes bench/results/research-bigram.json
+    python bench/research/dump.py <set dirs...>     # once
+    python bench/research/bigram.py                 # writes bench/results/research-bigram.json
 
 No learning beyond the one constant; the sweep shows how flat the choice is, and a paired
 bootstrap over questions says how much of each difference to the best baseline is noise.
@@ -15,11 +15,10 @@ import sys
 from typing import Any
 
 import numpy as np
-from _common import REPO
-from research_common import SETS, baselines, bm25_only, load, ours, score, table, verdict
-from research_rerank import FEATURES, features
+from common import REPO, SETS, baselines, bm25_only, load, ours, score, table, verdict
+from rerank import FEATURES, features
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.metrics import dedupe, ndcg_at, recall_at
 
 BIGRAM, FUSED = FEATURES.index("bigram"), FEATURES.index("fused")
 LAMS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0]
@@ -30,8 +29,7 @@ def bigram_ranker(lam: float, depth: int) -> Any:
         shipped = ours(q, data)
         if q["lang"] != "zh" or lam == 0:
             return shipped
-        ids, x = features(q, data)  # the shipped top 30, in shipped order
-        ids, x = ids[:depth], x[:depth]
+        ids, x = features(q, data, depth)  # the shipped top `depth`, in shipped order
         s = x[:, FUSED] + lam * x[:, BIGRAM]
         head = [ids[i] for i in np.argsort(-s, kind="stable")]
         return head + shipped[len(head) :]

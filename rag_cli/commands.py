@@ -1,4 +1,9 @@
-"""The ``rag`` command: reindex a folder, search the index, serve the API, manage API keys."""
+"""The ``rag`` command: reindex a folder, search the index, answer, evaluate, serve the API,
+manage API keys.
+
+It sits above the packages it wires together (the service, ingest, evaluation), so each command
+imports only what it runs, and none of them imports this.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ def reindex(
     ] = False,
 ) -> None:
     """Bring the index in line with a folder: embed new and changed files, drop removed ones."""
-    from ingest.pipeline import reindex as run_reindex
+    from ingest.reindex import reindex as run_reindex
 
     interactive = sys.stderr.isatty() and not as_json
     settings = _settings(verbose=not interactive)
@@ -98,7 +103,7 @@ def search(
     """Print the passages that best match a query."""
     from rag_service.embedders import build_embedder
     from rag_service.rerankers import build_reranker
-    from rag_service.search import SearchService
+    from rag_service.serving import SearchService
 
     settings = _settings(verbose=False)
     try:
@@ -122,11 +127,11 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Answer a question from the indexed documents, with its sources."""
-    from rag_service.api.routes.ask import AskResponse
+    from rag_service.answering import Question, build_answer_service
+    from rag_service.api.schemas import AskResponse
     from rag_service.embedders import build_embedder
-    from rag_service.pipeline import Question, build_answer_service
     from rag_service.rerankers import build_reranker
-    from rag_service.search import SearchService
+    from rag_service.serving import SearchService
 
     settings = _settings(verbose=False)
     params = settings.llm.generation_params()
@@ -174,7 +179,7 @@ def evaluate(
     cache: CacheOption = EVAL_CACHE,
 ) -> None:
     """Retrieval quality (Recall@1/5/10, MRR@10, nDCG@10) and latency on a question set."""
-    from rag_service.evaluation.runner import evaluate as run_evaluation
+    from evaluation.runner import evaluate as run_evaluation
 
     settings = _settings(verbose=not as_json)
     try:
@@ -202,7 +207,7 @@ def evaluate_answers(
 ) -> None:
     """Answers and refusals with the configured LLM: gold answer in the answer, EM, F1, how
     often it refuses answerable questions and answers ones whose documents are missing."""
-    from rag_service.evaluation.answers import answer_records, summarise_answers
+    from evaluation.answers import answer_records, summarise_answers
 
     settings = _settings(verbose=not as_json)
     try:

@@ -1,15 +1,12 @@
 """How deep the zh bigram rerank must reach: depth 5, 10, 20, 50 of the shipped fusion.
 
-python bench/research_depth.py       # prints a table (needs the dumps of research_dump.py)
+python bench/research/depth.py       # prints a table (needs the dumps of research/dump.py)
 """
 
 from __future__ import annotations
 
-import research_rerank
-from research_bigram import bigram_ranker
-from research_common import baselines, load, score, table
-
-research_rerank.DEPTH = 50  # features() computes the shipped top 50; the ranker cuts to depth
+from bigram import bigram_ranker
+from common import baselines, load, score, table
 
 SETS = ["xquad_zh", "cmrc2018_dev", "rgb_zh_int", "corpus"]
 

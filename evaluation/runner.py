@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import reindex
+from evaluation.datasets import EvalSet, load_eval_set
+from evaluation.langchain_baseline import build_langchain_ensemble
+from evaluation.metrics import dedupe, summarise
+from ingest.reindex import reindex
 from rag_service.embedders import build_embedder
 from rag_service.embedders.cache import CachedEmbedder
-from rag_service.evaluation.datasets import EvalSet, load_eval_set
-from rag_service.evaluation.langchain_baseline import build_langchain_ensemble
-from rag_service.evaluation.metrics import dedupe, summarise
-from rag_service.index import IndexState
+from rag_service.index_state import IndexState
 from rag_service.rerankers import build_reranker
-from rag_service.search import SearchService, ServedIndex
+from rag_service.serving import SearchService, ServedIndex
 from rag_service.settings import Settings
 from rag_service.stores.chroma import persistent_client
 
@@ -85,7 +85,8 @@ def prepared_set(
         try:
             report = reindex(run_settings, eval_set.documents, embedder=embedder)
             log.info("indexed %d chunks (%d embedded)", report.chunks_total, embedder.misses)
-            embedder.embed_documents([q.question for q in eval_set.questions])
+            for q in eval_set.questions:  # as queries: an asymmetric model embeds them otherwise
+                embedder.embed_query(q.question)
             state = IndexState(run_settings.data_dir)
             with service.current() as served:
                 manifest = state.manifest(served.pointer)

@@ -1,7 +1,7 @@
 """A learned reranker over cheap features of the fused shortlist, validated leave-one-set-out.
 
-    python bench/research_dump.py <set dirs...>     # once
-    python bench/research_rerank.py                 # writes bench/results/research-rerank.json
+    python bench/research/dump.py <set dirs...>     # once
+    python bench/research/rerank.py                 # writes bench/results/research-rerank.json
 
 The shortlist is the shipped fusion's top DEPTH chunks; each gets the features of `features()`
 (all computable at query time from what the search already has: both lists' scores, the chunk's
@@ -22,17 +22,15 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from _common import REPO
-from research_common import SETS, baselines, load, ours, score, table, verdict
-from research_features import arrays, minmax_in_list
+from common import REPO, SETS, WEIGHTS, baselines, load, ours, score, table, verdict
+from features import arrays, minmax_in_list
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
+from rag_service.retrieval.bigrams import cjk_bigrams
 from rag_service.retrieval.tokenize import normalize
 
 DEPTH = 30
-WEIGHTS = {"en": (1.0, 1.0), "zh": (1.0, 0.2)}
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _PUNCT = re.compile(r"[\s\W_]+")
 
 FEATURES = [
@@ -71,23 +69,21 @@ def longest_substring(query: str, text: str) -> int:
     return best
 
 
-def _bigrams(text: str) -> set[str]:
-    return {run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(len(run) - 1)}
-
-
-def features(q: dict[str, Any], data: dict[str, Any]) -> tuple[list[str], np.ndarray]:
-    """The shipped fused top DEPTH and their feature rows."""
+def features(
+    q: dict[str, Any], data: dict[str, Any], depth: int = DEPTH
+) -> tuple[list[str], np.ndarray]:
+    """The shipped fused top ``depth`` and their feature rows."""
     a = arrays(q, data)
     wb, wd = WEIGHTS[q["lang"]]
     b_mm = minmax_in_list(a["b"], a["in_b"], a["b_list"])
     d_mm = minmax_in_list(a["d"], a["in_d"], a["d_list"])
     fused = wb * b_mm + wd * d_mm
-    order = np.argsort(-fused, kind="stable")[:DEPTH]
+    order = np.argsort(-fused, kind="stable")[:depth]
     ids = [a["ids"][i] for i in order]
     q_tokens = set(q["tokens"])
     idf_total = sum(q["idf"][t] for t in q_tokens) or 1.0
     q_norm = _norm(q["question"])
-    q_bigrams = _bigrams(q_norm)
+    q_bigrams = cjk_bigrams(q_norm)
     zh = 1.0 if q["lang"] == "zh" else 0.0
     b_top = a["b_list"][0] if a["b_list"].size else 1.0
     d_top = a["d_list"][0] if a["d_list"].size else a["d"].max()

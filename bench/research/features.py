@@ -7,13 +7,10 @@ dot product with the chunk's stored vector), and caches them on the question.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from typing import Any
 
 import numpy as np
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @cache

@@ -1,23 +1,20 @@
-"""Search over the committed index, following new generations as reindexes commit them."""
+"""Serving: the committed index held open for each request, following new generations as
+reindexes commit them."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rag_service.errors import IndexNotReady
-from rag_service.index import IndexPointer, IndexState, index_fingerprint
+from rag_service.index_state import IndexPointer, IndexState, index_fingerprint
 from rag_service.protocols import Embedder, Reranker, VectorStore
-from rag_service.retrieval.bm25 import Bm25Index
-from rag_service.retrieval.hybrid import (
-    Bm25Retriever,
-    DenseRetriever,
-    HybridRetriever,
-    RetrievedPassage,
-    SearchFilters,
-)
+from rag_service.retrieval.bm25 import Bm25Index, Bm25Retriever
+from rag_service.retrieval.dense import DenseRetriever
+from rag_service.retrieval.hybrid import HybridRetriever
+from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 
@@ -29,13 +26,17 @@ class ServedIndex:
     bm25: Bm25Index
     retriever: HybridRetriever
 
+    def idf(self, tokens: list[str]) -> dict[str, float]:
+        """How rare each token is in this generation (see ``Bm25Index.idf``)."""
+        return {token: self.bm25.idf(token) for token in tokens}
+
 
 @dataclass(frozen=True)
 class SearchResult:
-    passages: list[RetrievedPassage]
+    passages: tuple[RetrievedPassage, ...]
     pointer: IndexPointer
     language: str
-    timings_ms: dict[str, float]
+    timings: SearchTimings
 
 
 _NO_INDEX = "no index has been built yet; run `rag reindex`"
@@ -54,9 +55,9 @@ class SearchService:
         settings: Settings,
         embedder: Embedder,
         reranker: Reranker | None = None,
-        on_timings: Callable[[Mapping[str, float]], None] | None = None,
+        on_timings: Callable[[SearchTimings], None] | None = None,
     ) -> None:
-        """``on_timings`` receives each search's stage timings (milliseconds): the metrics' feed."""
+        """``on_timings`` receives each search's stage timings: the metrics' feed."""
         self._settings = settings
         self._embedder = embedder
         self._reranker = reranker
@@ -135,14 +136,16 @@ class SearchService:
 
     def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> SearchResult:
         with self.current() as served:
-            retrieval = served.retriever.search(query, top_k, filters)
-        if self._on_timings is not None:
-            self._on_timings(retrieval.timings_ms)
-        return SearchResult(
-            retrieval.passages, served.pointer, retrieval.language, retrieval.timings_ms
-        )
+            return self.search_served(served, query, top_k, filters)
 
-    def idf(self, tokens: list[str]) -> dict[str, float]:
-        """How rare each token is in the served index (see ``Bm25Index.idf``)."""
-        with self.current() as served:
-            return {token: served.bm25.idf(token) for token in tokens}
+    def search_served(
+        self, served: ServedIndex, query: str, top_k: int, filters: SearchFilters | None = None
+    ) -> SearchResult:
+        """Search a generation the caller holds open with ``current()``, so that whatever else
+        it reads for the same request (the idf of the question's words) is of that generation."""
+        retrieval = served.retriever.search(query, top_k, filters)
+        if self._on_timings is not None:
+            self._on_timings(retrieval.timings)
+        return SearchResult(
+            retrieval.passages, served.pointer, retrieval.language, retrieval.timings
+        )

@@ -1,12 +1,12 @@
 """Dump every question's BM25 and dense candidate lists, with what a reranker may read, once.
 
-    python bench/research_dump.py ../shared/eval/xquad_en ../shared/eval/scifact_train \
+    python bench/research/dump.py ../shared/eval/xquad_en ../shared/eval/scifact_train \
         ../shared/eval/xquad_zh ../shared/eval/cmrc2018_dev ../shared/eval/rgb_zh_int corpus
 
 Writes /tmp/rag-research/<set>.pkl: per question the question, language, gold sources, query
 tokens with their idf, the BM25 and dense lists (depth 50, as served), and per candidate chunk
 its source, title, headings, text, BM25 tokens and stored vector. The research scripts
-(bench/research_*.py) then score fusions and rerankers offline from these files.
+(bench/research/*.py) then score fusions and rerankers offline from these files.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import REPO
+from common import REPO
 
-from rag_service.evaluation.runner import prepared_set
+from evaluation.runner import prepared_set
 from rag_service.retrieval.bm25 import K1
-from rag_service.retrieval.hybrid import query_language
+from rag_service.retrieval.language import query_language
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag_service.evaluation.metrics import percentile
-from rag_service.evaluation.runner import prepared_set
-from rag_service.pipeline import Answer, Question, build_answer_service
-from rag_service.retrieval.hybrid import SearchFilters
+from evaluation.metrics import percentile
+from evaluation.runner import prepared_set
+from rag_service.answering import Answer, Question, build_answer_service
+from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import CJK_CHAR, normalize
 from rag_service.settings import Settings
 

@@ -1,8 +1,8 @@
 """Late interaction (MaxSim) over MiniLM token embeddings from the int8 ONNX model, as a rerank
 feature on the shipped fusion's top 20, on a sample of questions per set; measures its cost.
 
-    python bench/research_dump.py <set dirs...>                     # once
-    python bench/research_maxsim.py [questions per set, default 150]
+    python bench/research/dump.py <set dirs...>                     # once
+    python bench/research/maxsim.py [questions per set, default 150]
 
 Writes bench/results/research-maxsim.json. MaxSim(q, d) = mean over the query's word pieces of
 the highest cosine with any of the chunk's pieces (ColBERT's score; MiniLM was not trained for
@@ -19,11 +19,10 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from _common import REPO
-from research_common import SETS, load, ours, score
-from research_rerank import FEATURES, features
+from common import REPO, SETS, load, ours, score
+from rerank import FEATURES, features
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.metrics import dedupe, ndcg_at, recall_at
 
 DEPTH = 20
 FUSED = FEATURES.index("fused")

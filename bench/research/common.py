@@ -1,4 +1,4 @@
-"""Shared by the research scripts: the dumps of bench/research_dump.py, and scoring a ranking."""
+"""Shared by the research scripts: the dumps of bench/research/dump.py, and scoring a ranking."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO  # noqa: F401  (puts the repository on sys.path)
 
-from rag_service.evaluation.metrics import dedupe, ndcg_at, recall_at
+from evaluation.metrics import dedupe, ndcg_at, recall_at
 from rag_service.retrieval.fusion import weighted_score_fusion
+from rag_service.settings import RetrievalSettings
 from rag_service.types import ScoredId
+
+REPO = Path(__file__).resolve().parents[2]
 
 DUMPS = Path("/tmp/rag-research")
 SETS = ["xquad_en", "scifact_train", "xquad_zh", "cmrc2018_dev", "rgb_zh_int", "corpus"]
-WEIGHTS = {"en": (1.0, 1.0), "zh": (1.0, 0.2)}  # the shipped defaults (bm25, dense)
+_SHIPPED = RetrievalSettings()
+WEIGHTS = {  # the shipped defaults (bm25, dense)
+    "en": (_SHIPPED.bm25_weight_en, _SHIPPED.dense_weight_en),
+    "zh": (_SHIPPED.bm25_weight_zh, _SHIPPED.dense_weight_zh),
+}
 
 Ranker = Callable[[dict[str, Any], dict[str, Any]], Sequence[str]]  # (question, set) -> chunk ids
 

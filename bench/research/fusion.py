@@ -1,7 +1,7 @@
 """Fusion variants that need no learning, scored offline on the dumped candidate lists.
 
-    python bench/research_dump.py <set dirs...>     # once
-    python bench/research_fusion.py                 # writes bench/results/research-fusion.json
+    python bench/research/dump.py <set dirs...>     # once
+    python bench/research/fusion.py                 # writes bench/results/research-fusion.json
 
 Every variant ranks the union of the BM25 and dense top-50 lists. Each has one free parameter
 per language (the dense weight, or a floor); it is chosen per language on the development sets
@@ -17,9 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import REPO
-from research_common import SETS, baselines, load, score, table, verdict
-from research_features import arrays, minmax_in_list
+from common import REPO, SETS, baselines, load, score, table, verdict
+from features import arrays, minmax_in_list
 
 Variant = Callable[[dict[str, Any], float], np.ndarray]  # (arrays, parameter) -> fused scores
 

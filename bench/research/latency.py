@@ -1,6 +1,6 @@
 """Cost per query of the zh bigram rerank, on a real index, in two passes.
 
-    python bench/research_latency.py ../shared/eval/rgb_zh_int ../shared/eval/xquad_zh
+    python bench/research/latency.py ../shared/eval/rgb_zh_int ../shared/eval/xquad_zh
 
 For every question: the shipped search with top_k=5 (as served by default) and with top_k=20
 (what a rerank depth of 20 fetches), then the rerank itself on those 20 chunks: normalise the
@@ -11,37 +11,27 @@ Two passes over the questions; p50/p95 of each. Writes bench/results/research-la
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO
+from common import REPO
 
-from rag_service.evaluation.runner import prepared_set
-from rag_service.retrieval.tokenize import normalize, tokenize
+from evaluation.runner import prepared_set
+from rag_service.retrieval.bigrams import bigram_share, cjk_bigrams
+from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 
 LAM, DEPTH = 1.0, 20
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_DROP = re.compile(r"[\s\W_]+")
-
-
-def query_bigrams(query: str) -> set[str]:
-    text = _DROP.sub("", normalize(query))
-    return {run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(len(run) - 1)}
 
 
 def bigram_rerank(query: str, texts: list[str], fused: list[float]) -> list[int]:
-    grams = query_bigrams(query)
+    grams = cjk_bigrams(query)
     if not grams:
         return list(range(len(texts)))
-    scores = []
-    for text, f in zip(texts, fused, strict=True):
-        norm = _DROP.sub("", normalize(text))
-        scores.append(f + LAM * sum(g in norm for g in grams) / len(grams))
+    scores = [f + LAM * bigram_share(grams, text) for text, f in zip(texts, fused, strict=True)]
     return sorted(range(len(texts)), key=lambda i: -scores[i])
 
 

@@ -5,8 +5,8 @@
 - Chinese: the shipped min-max fusion (dense 0.2), then its top 20 reranked by
   fused + lam * (share of the query's character bigrams in the chunk).
 
-    python bench/research_dump.py <set dirs...>     # once
-    python bench/research_combined.py               # writes bench/results/research-combined.json
+    python bench/research/dump.py <set dirs...>     # once
+    python bench/research/combined.py               # writes bench/results/research-combined.json
 
 w_en and lam are also chosen leave-one-set-out (on the other sets of the language) to show the
 choice generalises.
@@ -18,10 +18,9 @@ import json
 from typing import Any
 
 import numpy as np
-from _common import REPO
-from research_bigram import bigram_ranker
-from research_common import SETS, baselines, load, score, table, verdict
-from research_features import arrays
+from bigram import bigram_ranker
+from common import REPO, SETS, baselines, load, score, table, verdict
+from features import arrays
 
 W_EN = [0.25, 0.35, 0.5, 0.75, 1.0]
 LAMS = [0.5, 0.7, 1.0, 1.5, 2.0]

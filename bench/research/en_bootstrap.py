@@ -1,14 +1,14 @@
 """Paired bootstrap (95%) of the English recipe (BM25/max + 0.5 * cosine) against the shipped
 fusion, with exact scores for every candidate and with the list-minimum stand-in.
 
-    python bench/research_en_bootstrap.py    # prints (needs the dumps of research_dump.py)
+    python bench/research/en_bootstrap.py    # prints (needs the dumps of research/dump.py)
 """
 
 from __future__ import annotations
 
-from research_bigram import bootstrap, per_question
-from research_combined import combined
-from research_common import load, ours
+from bigram import bootstrap, per_question
+from combined import combined
+from common import load, ours
 
 if __name__ == "__main__":
     for name in ("xquad_en", "scifact_train", "corpus"):

@@ -1,0 +1,204 @@
+"""Incremental, crash-safe reindexing of a folder: scan, plan, write a generation, commit.
+
+1. Scan (``ingest/scan.py``): hash every file; load and split only new and changed ones.
+2. Plan (``plan``, pure): chunk ids come from content, so only ids the served generation lacks
+   are embedded; ids it has but the folder no longer produces are retired.
+3. Write generation g+1 beside g (``ingest/generation.py``: adding, re-labelling, retiring, and
+   its BM25 index), then commit the manifest and switch the pointer atomically. Nothing changed:
+   nothing is opened or written (unless the configured BM25 backend has no index yet for the
+   served generation).
+
+A reindex that dies before the switch leaves generation g serving exactly as before; the next
+run adopts the vectors it had already written and discards the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.files import SkippedPath
+from ingest.generation import ProgressFn, build_bm25, write_generation
+from ingest.scan import FailedSource, Scan, scan
+from ingest.split import Splitter
+from rag_service.embedders import build_embedder
+from rag_service.errors import ConfigError
+from rag_service.index_state import IndexPointer, IndexState, Manifest, index_fingerprint
+from rag_service.protocols import Embedder
+from rag_service.settings import Settings
+from rag_service.stores import open_store
+from rag_service.types import Chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the next generation changes against the previous one."""
+
+    manifest: Manifest
+    embed: tuple[Chunk, ...]  # chunks the previous generation lacks
+    relabel: tuple[Chunk, ...]  # chunks it has (same text), whose offsets or title may differ
+    retire: frozenset[str]  # ids it has that the folder no longer produces
+    chunks_total: int
+    changed: bool  # False: the folder matches the previous generation, nothing to write
+
+
+def plan(previous: Manifest, scanned: Scan) -> Plan:
+    live_before = {cid for entry in previous.values() for cid in entry.chunk_ids}
+    live_after = {cid for entry in scanned.manifest.values() for cid in entry.chunk_ids}
+    return Plan(
+        manifest=scanned.manifest,
+        embed=tuple(c for c in scanned.chunks if c.id not in live_before),
+        relabel=tuple(c for c in scanned.chunks if c.id in live_before),
+        retire=frozenset(live_before - live_after),
+        chunks_total=len(live_after),
+        changed=scanned.manifest != previous,
+    )
+
+
+@dataclass(frozen=True)
+class ReindexReport:
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    deleted: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    failed: tuple[FailedSource, ...]
+    skipped: tuple[SkippedPath, ...]  # links out of the folder, loops, FIFOs...
+    chunks_embedded: int
+    chunks_reused: int  # vectors adopted from an interrupted run
+    chunks_retired: int
+    chunks_total: int
+    full_rebuild: bool
+    dry_run: bool
+    generation: int | None  # the committed generation; None when nothing was written
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "deleted": len(self.deleted),
+            "unchanged": len(self.unchanged),
+            "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "chunks": {
+                "embedded": self.chunks_embedded,
+                "reused": self.chunks_reused,
+                "retired": self.chunks_retired,
+                "total": self.chunks_total,
+            },
+            "full_rebuild": self.full_rebuild,
+            "dry_run": self.dry_run,
+            "generation": self.generation,
+        }
+
+
+def collection_name(settings: Settings, fingerprint: str) -> str:
+    return f"{settings.store.collection_prefix}-{fingerprint[:16]}"
+
+
+def reindex(
+    settings: Settings,
+    root: Path | None = None,
+    *,
+    embedder: Embedder | None = None,
+    dry_run: bool = False,
+    progress: ProgressFn | None = None,
+) -> ReindexReport:
+    root = (root or settings.corpus_dir).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"not a folder: {root}")
+    if embedder is not None and embedder.model_id != settings.embedder.model:
+        raise ConfigError(
+            f"embedder {embedder.model_id!r} does not match the setting {settings.embedder.model!r}"
+        )
+    state = IndexState(settings.data_dir)
+    with state.reindex_lock():
+        pointer = state.current()
+        fingerprint = index_fingerprint(settings)
+        rebuild = pointer is None or pointer.fingerprint != fingerprint
+        previous = {} if rebuild or pointer is None else state.manifest(pointer)
+        scanned = scan(root, previous, Splitter(settings.chunking), settings.ingest.max_file_bytes)
+        planned = plan(previous, scanned)
+        reused, generation = 0, None
+        if not dry_run and pointer is not None and not rebuild and not planned.changed:
+            _ensure_bm25(settings, state, pointer, previous)
+        elif not dry_run:
+            generation = (pointer.generation if pointer else 0) + 1
+            collection = collection_name(settings, fingerprint)
+            committed = 0 if rebuild or pointer is None else pointer.generation
+            reused = _write(
+                settings, collection, committed, generation, planned, scanned, embedder, progress
+            )
+            state.commit(collection, generation, fingerprint, planned.manifest)
+            log.info("committed generation %d: %d chunks", generation, planned.chunks_total)
+            if pointer is not None and pointer.collection != collection:
+                old_store = open_store(settings, pointer.collection)
+                old_store.drop()
+                old_store.close()
+    return ReindexReport(
+        added=scanned.added,
+        updated=scanned.updated,
+        deleted=scanned.deleted,
+        unchanged=scanned.unchanged,
+        failed=scanned.failed,
+        skipped=scanned.skipped,
+        chunks_embedded=len(planned.embed) - reused,  # the reused were embedded by an earlier run
+        chunks_reused=reused,
+        chunks_retired=len(planned.retire),
+        chunks_total=planned.chunks_total,
+        full_rebuild=rebuild,
+        dry_run=dry_run,
+        generation=generation,
+    )
+
+
+def _write(
+    settings: Settings,
+    collection: str,
+    committed: int,
+    generation: int,
+    planned: Plan,
+    scanned: Scan,
+    embedder: Embedder | None,
+    progress: ProgressFn | None,
+) -> int:
+    """Write ``generation`` from the plan after undoing what an interrupted run left; returns
+    how many of the chunks to embed were adopted from that run instead."""
+    store = open_store(settings, collection, create=True)
+    try:
+        adopted = store.reset_uncommitted(committed, {c.id for c in planned.embed}, generation)
+        store.purge_retired(up_to=committed)
+        model = embedder or build_embedder(settings.embedder)
+        write_generation(
+            settings,
+            store,
+            generation,
+            planned.manifest,
+            add=[c for c in planned.embed if c.id not in adopted],
+            vectors=lambda batch: model.embed_documents([c.embedding_text for c in batch]),
+            relabel=planned.relabel,
+            retire=planned.retire,
+            known=scanned.chunks,
+            progress=progress,
+        )
+    finally:
+        store.close()
+    return len(adopted)
+
+
+def _ensure_bm25(
+    settings: Settings, state: IndexState, pointer: IndexPointer, manifest: Manifest
+) -> None:
+    """The served generation's BM25 index for the configured backend, built if missing (e.g.
+    another BM25 backend was configured since it was written)."""
+    backend = settings.retrieval.bm25_backend
+    if state.bm25_path(pointer.collection, pointer.generation, backend).exists():
+        return
+    store = open_store(settings, pointer.collection)
+    try:
+        build_bm25(settings, store, pointer.generation, manifest, {})
+    finally:
+        store.close()

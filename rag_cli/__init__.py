@@ -1,0 +1,1 @@
+"""The ``rag`` command: the one place that wires the service, ingest and evaluation together."""

@@ -1,0 +1,3 @@
+from rag_cli.commands import app
+
+app()

@@ -1,0 +1,288 @@
+"""Question to answer: retrieve, judge the evidence, prompt, generate, check the citations.
+
+The service refuses (``answerable: false``, a fixed message per language) without calling the
+LLM when the best passage holds too little of the question (``coverage`` below the setting for
+the question's language), and also when the LLM replies that the documents do not answer.
+
+Each stage hands the next a frozen value: ``Evidence`` (what was found, how well it covers the
+question, the prompt if it is worth asking), then the ``Answer``, built once at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rag_service.citations import check_citations
+from rag_service.errors import UpstreamError
+from rag_service.llms import build_fallback_llm, build_llm
+from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
+from rag_service.protocols import LLM
+from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
+from rag_service.retrieval.tokenize import tokenize
+from rag_service.serving import SearchService
+from rag_service.settings import AnswerSettings, Settings
+from rag_service.text import MatchForm
+from rag_service.types import Citation, GenerationParams, Message, Prompt, Usage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    params: GenerationParams
+    top_k: int | None = None  # passages in the prompt; None: the setting
+    filters: SearchFilters | None = None
+    history: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one search of one generation found for a question, judged before any LLM runs."""
+
+    question: str
+    language: str
+    passages: tuple[RetrievedPassage, ...]
+    coverage: float  # share of the question's informative words in the best passage
+    generation: int  # the index generation that was searched
+    prompt: Prompt | None  # None: too weak to ask the LLM, the answer is a refusal
+    search: SearchTimings
+    elapsed_ms: float  # from the question to this value: search, coverage and prompt
+
+
+@dataclass(frozen=True)
+class AnswerTimings:
+    retrieve_ms: float  # both retrievers and their fusion
+    rerank_ms: float  # the shortlist: fetch, bigram boost, reranker
+    generate_ms: float  # 0 when the LLM was not asked
+    total_ms: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The ``timings_ms`` of an answer response."""
+        return {
+            "retrieve": self.retrieve_ms,
+            "rerank": self.rerank_ms,
+            "generate": self.generate_ms,
+            "total": self.total_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    language: str
+    answer: str
+    answerable: bool
+    passages: tuple[RetrievedPassage, ...]
+    coverage: float
+    backend: str
+    model: str
+    generation: int
+    prompt: Prompt | None  # None when the service refused without asking the LLM
+    citations: tuple[Citation, ...]
+    dropped_citations: int
+    refusal_reason: str | None  # "weak_evidence" or "llm_declined"
+    fallback_reason: str | None  # why the fallback answerer stood in for the LLM
+    usage: Usage | None
+    timings: AnswerTimings
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """What the LLM (or its stand-in) wrote, and who wrote it."""
+
+    text: str
+    llm: LLM
+    usage: Usage | None
+    fallback_reason: str | None
+    ms: float
+
+
+def coverage(
+    question_tokens: Sequence[str], passage_tokens: set[str], idf: dict[str, float]
+) -> float:
+    words = set(question_tokens)
+    total = sum(idf[t] for t in words)
+    return sum(idf[t] for t in words & passage_tokens) / total if total else 0.0
+
+
+def is_refusal(text: str) -> bool:
+    """The model replied with the refusal sentence it was told to use (in either language)."""
+    form = MatchForm.of(text).form
+    return any(MatchForm.of(refusal).form in form for refusal in REFUSALS.values())
+
+
+class AnswerService:
+    def __init__(
+        self,
+        search: SearchService,
+        llm: LLM,
+        prompts: PromptBuilder,
+        settings: AnswerSettings,
+        fallback: LLM | None = None,
+    ) -> None:
+        """``fallback``, if given, answers when ``llm`` fails before it has written anything."""
+        self._search = search
+        self.llm = llm
+        self._prompts = prompts
+        self._settings = settings
+        self._fallback = fallback
+
+    def _threshold(self, language: str) -> float:
+        s = self._settings
+        return s.min_coverage_zh if language == "zh" else s.min_coverage_en
+
+    def check_llm(self) -> str:
+        """Readiness of the answering side: who answers now. ``UpstreamError`` when the LLM
+        cannot answer and nothing stands in for it."""
+        try:
+            self.llm.check()
+        except UpstreamError as exc:
+            if self._fallback is None:
+                raise
+            return f"degraded, answering extractively: {exc}"
+        return f"{self.llm.backend} ({self.llm.model})"
+
+    def evidence(self, question: Question) -> Evidence:
+        """Search one generation and judge what it found; the idf of the question's words comes
+        from the same generation, even if a reindex commits meanwhile."""
+        clock = time.perf_counter()
+        top_k = question.top_k or self._settings.top_k
+        q_tokens = tokenize(question.text)
+        with self._search.current() as served:
+            found = self._search.search_served(served, question.text, top_k, question.filters)
+            idf = served.idf(q_tokens)
+        best = max(
+            (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
+            default=0.0,
+        )
+        prompt = None
+        if found.passages and best >= self._threshold(found.language):
+            chunks = [p.chunk for p in found.passages]
+            prompt = self._prompts.build(question.text, chunks, question.history)
+        return Evidence(
+            question=question.text,
+            language=found.language,
+            passages=found.passages,
+            coverage=best,
+            generation=found.pointer.generation,
+            prompt=prompt,
+            search=found.timings,
+            elapsed_ms=(time.perf_counter() - clock) * 1000,
+        )
+
+    def _stand_in(self, exc: UpstreamError) -> LLM:
+        if self._fallback is None:
+            raise exc
+        log.warning("LLM failed (%s); answering with %s", exc, self._fallback.backend)
+        return self._fallback
+
+    def ask(self, question: Question) -> Answer:
+        evidence = self.evidence(question)
+        if evidence.prompt is None:
+            return self._conclude(evidence, None)
+        started = time.perf_counter()
+        llm, reason = self.llm, None
+        try:
+            completion = llm.complete(evidence.prompt, question.params)
+        except UpstreamError as exc:
+            llm, reason = self._stand_in(exc), str(exc)
+            completion = llm.complete(evidence.prompt, question.params)
+        ms = (time.perf_counter() - started) * 1000
+        return self._conclude(
+            evidence, _Generated(completion.text, llm, completion.usage, reason, ms)
+        )
+
+    def ask_stream(self, question: Question) -> tuple[Evidence, Iterator[Delta | Answer]]:
+        """Retrieves now; returns what was found and the answer to come: ``Delta``s, then the
+        checked ``Answer``. An LLM failure before the first delta falls back (if configured);
+        after it, it is raised from the iterator."""
+        evidence = self.evidence(question)
+        return evidence, self._generate(evidence, question.params)
+
+    def _generate(self, evidence: Evidence, params: GenerationParams) -> Iterator[Delta | Answer]:
+        prompt = evidence.prompt
+        if prompt is None:
+            answer = self._conclude(evidence, None)
+            yield Delta(answer.answer)
+            yield answer
+            return
+        started = time.perf_counter()
+        pieces: list[str] = []
+        llm, reason, usage = self.llm, None, None
+        while True:
+            try:
+                for piece in llm.stream(prompt, params):
+                    usage = piece.usage or usage
+                    if piece.text:
+                        pieces.append(piece.text)
+                        yield Delta(piece.text)
+                break
+            except UpstreamError as exc:
+                if pieces or llm is not self.llm:
+                    raise
+                llm, reason = self._stand_in(exc), str(exc)
+        ms = (time.perf_counter() - started) * 1000
+        yield self._conclude(evidence, _Generated("".join(pieces), llm, usage, reason, ms))
+
+    def _verdict(
+        self, evidence: Evidence, generated: _Generated | None
+    ) -> tuple[str, tuple[Citation, ...], int, str | None]:
+        """The answer's text, its citations, the markers dropped, and the refusal reason."""
+        refusal = REFUSALS[evidence.language]
+        if generated is None or evidence.prompt is None:
+            return refusal, (), 0, "weak_evidence"
+        if is_refusal(generated.text):
+            return refusal, (), 0, "llm_declined"
+        minimum = self._settings.min_citation_support
+        checked = check_citations(generated.text, evidence.prompt.passages, minimum)
+        if checked.dropped:
+            log.info("dropped %d unverifiable citations", checked.dropped)
+        return checked.answer.strip(), tuple(checked.citations), checked.dropped, None
+
+    def _conclude(self, evidence: Evidence, generated: _Generated | None) -> Answer:
+        """The answer, built once: a refusal, or the LLM's text with the citations that stand."""
+        text, citations, dropped, refusal = self._verdict(evidence, generated)
+        llm = generated.llm if generated is not None else self.llm
+        generate_ms = generated.ms if generated is not None else 0.0
+        return Answer(
+            question=evidence.question,
+            language=evidence.language,
+            answer=text,
+            answerable=refusal is None,
+            passages=evidence.passages,
+            coverage=evidence.coverage,
+            backend=llm.backend,
+            model=llm.model,
+            generation=evidence.generation,
+            prompt=evidence.prompt,
+            citations=citations,
+            dropped_citations=dropped,
+            refusal_reason=refusal,
+            fallback_reason=generated.fallback_reason if generated is not None else None,
+            usage=generated.usage if generated is not None else None,
+            timings=AnswerTimings(
+                retrieve_ms=evidence.search.retrieve_ms,
+                rerank_ms=evidence.search.shortlist_ms,
+                generate_ms=generate_ms,
+                total_ms=evidence.elapsed_ms + generate_ms,
+            ),
+        )
+
+
+def build_answer_service(settings: Settings, search: SearchService) -> AnswerService:
+    return AnswerService(
+        search,
+        build_llm(settings),
+        PromptBuilder(load_templates(settings.answer.prompt_dir)),
+        settings.answer,
+        fallback=build_fallback_llm(settings),
+    )
