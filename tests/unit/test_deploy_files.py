@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from deploy.compose_config import ComposeError, interpolate, resolve
 from rag_service.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -55,7 +57,6 @@ def dockerfile_env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.deploy
 def test_the_image_and_the_services_set_only_real_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -78,7 +79,6 @@ def test_the_image_and_the_services_set_only_real_settings(
         assert mounts[str(settings.data_dir)] == "rag-index"
 
 
-@pytest.mark.deploy
 def test_replicas_are_reached_through_the_proxy() -> None:
     services = resolved_compose()["services"]
     assert "ports" not in services["api"]  # `--scale api=3` would collide on a host port
@@ -88,7 +88,6 @@ def test_replicas_are_reached_through_the_proxy() -> None:
     assert "proxy_buffering off;" in nginx  # Server-Sent Events pass through as written
 
 
-@pytest.mark.unit
 def test_env_example_documents_exactly_what_compose_reads() -> None:
     documented = set(
         re.findall(r"^# ([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M)
