@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag_service.citations import check_citations
+from rag_service.citations import Mark, check_citations
 from rag_service.errors import UpstreamError
 from rag_service.llms import build_llm
 from rag_service.llms.extractive import ExtractiveAnswerer
@@ -50,6 +50,7 @@ class Answer:
     generation: int  # the index generation that was searched
     prompt: Prompt | None = None  # None when the service refused without asking the LLM
     citations: list[Citation] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)  # where each kept [n] is in `answer`
     dropped_citations: int = 0
     refusal_reason: str | None = None  # "weak_evidence" or "llm_declined"
     fallback_reason: str | None = None  # why the extractive answerer stood in for the LLM
@@ -136,6 +137,7 @@ class AnswerService:
         answer.answerable = False
         answer.refusal_reason = reason
         answer.citations = []
+        answer.marks = []
 
     def _finish(self, answer: Answer, prompt: Prompt, text: str, started: float) -> Answer:
         if is_refusal(text):
@@ -143,7 +145,9 @@ class AnswerService:
         else:
             checked = check_citations(text, prompt.passages, self._settings.min_citation_support)
             answer.answer = checked.answer.strip()
+            lead = len(checked.answer) - len(checked.answer.lstrip())
             answer.citations = checked.citations
+            answer.marks = [Mark(m.start - lead, m.end - lead, m.citation) for m in checked.marks]
             answer.dropped_citations = checked.dropped
             if checked.dropped:
                 log.info("dropped %d unverifiable citations", checked.dropped)

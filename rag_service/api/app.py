@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from rag_service.api.auth import Gate
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.routes import ask, health, keys, search
+from rag_service.api.routes import ask, chat, documents, health, keys, search
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
 from rag_service.logs import request_id
@@ -125,4 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(ask.router)
     app.include_router(keys.router)
+    app.include_router(chat.router)
+    app.include_router(documents.router)
     return app

@@ -16,11 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.errors import (
+    BadRequest,
     ConfigError,
     DocumentUnreadable,
     Forbidden,
     IndexBusy,
     IndexNotReady,
+    NotFound,
     RagError,
     RateLimited,
     StoreUnavailable,
@@ -45,6 +47,8 @@ STATUS_OF: dict[type[RagError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     RateLimited: 429,
+    BadRequest: 400,
+    NotFound: 404,
 }
 
 
