@@ -38,6 +38,11 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/.installed-run
 # --only-binary: pip never builds llama-cpp-python itself (it would take its cache's wheel).
 $(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built
 	$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp]'
+	@# The page's browser test drives Debian's Chromium; without root or apt-get it is skipped
+	@# with the reason.
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 	@# This configuration's wheel, even where another build of the same version is installed.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall \
 		--no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from rag_service.citations import check_citations
+from rag_service.citations import Mark, check_citations
 from rag_service.errors import UpstreamError
 from rag_service.llms import build_fallback_llm, build_llm
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
@@ -83,6 +83,7 @@ class Answer:
     generation: int
     prompt: Prompt | None  # None when the service refused without asking the LLM
     citations: tuple[Citation, ...]
+    marks: tuple[Mark, ...]  # where each kept [n] is in `answer`
     dropped_citations: int
     refusal_reason: str | None  # "weak_evidence" or "llm_declined"
     fallback_reason: str | None  # why the fallback answerer stood in for the LLM
@@ -93,6 +94,17 @@ class Answer:
 @dataclass(frozen=True)
 class Delta:
     text: str
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The checked text of an answer, or the refusal that replaces it."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    marks: tuple[Mark, ...] = ()
+    dropped: int = 0
+    refusal: str | None = None  # "weak_evidence" or "llm_declined"
 
 
 @dataclass(frozen=True)
@@ -233,40 +245,45 @@ class AnswerService:
         ms = (time.perf_counter() - started) * 1000
         yield self._conclude(evidence, _Generated("".join(pieces), llm, usage, reason, ms))
 
-    def _verdict(
-        self, evidence: Evidence, generated: _Generated | None
-    ) -> tuple[str, tuple[Citation, ...], int, str | None]:
-        """The answer's text, its citations, the markers dropped, and the refusal reason."""
+    def _verdict(self, evidence: Evidence, generated: _Generated | None) -> _Verdict:
+        """The answer's text and the citations that stand in it, or a refusal."""
         refusal = REFUSALS[evidence.language]
         if generated is None or evidence.prompt is None:
-            return refusal, (), 0, "weak_evidence"
+            return _Verdict(refusal, refusal="weak_evidence")
         if is_refusal(generated.text):
-            return refusal, (), 0, "llm_declined"
+            return _Verdict(refusal, refusal="llm_declined")
         minimum = self._settings.min_citation_support
         checked = check_citations(generated.text, evidence.prompt.passages, minimum)
         if checked.dropped:
             log.info("dropped %d unverifiable citations", checked.dropped)
-        return checked.answer.strip(), tuple(checked.citations), checked.dropped, None
+        lead = len(checked.answer) - len(checked.answer.lstrip())  # the marks follow the strip
+        return _Verdict(
+            checked.answer.strip(),
+            tuple(checked.citations),
+            tuple(Mark(m.start - lead, m.end - lead, m.citation) for m in checked.marks),
+            checked.dropped,
+        )
 
     def _conclude(self, evidence: Evidence, generated: _Generated | None) -> Answer:
         """The answer, built once: a refusal, or the LLM's text with the citations that stand."""
-        text, citations, dropped, refusal = self._verdict(evidence, generated)
+        verdict = self._verdict(evidence, generated)
         llm = generated.llm if generated is not None else self.llm
         generate_ms = generated.ms if generated is not None else 0.0
         return Answer(
             question=evidence.question,
             language=evidence.language,
-            answer=text,
-            answerable=refusal is None,
+            answer=verdict.text,
+            answerable=verdict.refusal is None,
             passages=evidence.passages,
             coverage=evidence.coverage,
             backend=llm.backend,
             model=llm.model,
             generation=evidence.generation,
             prompt=evidence.prompt,
-            citations=citations,
-            dropped_citations=dropped,
-            refusal_reason=refusal,
+            citations=verdict.citations,
+            marks=verdict.marks,
+            dropped_citations=verdict.dropped,
+            refusal_reason=verdict.refusal,
             fallback_reason=generated.fallback_reason if generated is not None else None,
             usage=generated.usage if generated is not None else None,
             timings=AnswerTimings(

@@ -27,10 +27,21 @@ def strip_markers(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """Where a ``[n]`` that stood sits in the checked answer, and which citation it stands for
+    (clients that render citations, such as OpenAI's annotations, need the offsets)."""
+
+    start: int
+    end: int
+    citation: int  # index into the citations
+
+
+@dataclass(frozen=True)
 class CheckedAnswer:
     answer: str  # the answer with the markers that did not stand removed
     citations: list[Citation]
     dropped: int  # markers removed: unknown passage number, or no support in that passage
+    marks: list[Mark] = field(default_factory=list)
 
 
 @dataclass
@@ -95,9 +106,10 @@ class _Passage:
 def check_citations(answer: str, passages: Sequence[Chunk], min_support: float) -> CheckedAnswer:
     markers = list(_MARKER.finditer(answer))
     numbers = [[int(n) for n in re.findall(r"\d+", m.group(1) or m.group(2))] for m in markers]
-    kept: list[list[int]] = [[] for _ in markers]
+    kept: list[dict[int, int]] = [{} for _ in markers]  # per marker: n -> citation index
     cache: dict[int, _Passage] = {}
     citations: dict[tuple[int, int, int], Citation] = {}
+    index_of: dict[tuple[int, int, int], int] = {}  # each citation's place in the list
     dropped = 0
     for claim in _claims(answer, markers):
         for i in claim.markers:
@@ -112,21 +124,30 @@ def check_citations(answer: str, passages: Sequence[Chunk], min_support: float) 
                 if span is None:
                     dropped += 1
                     continue
-                kept[i].append(n)
                 chunk = passage.chunk
                 start, end = chunk.start + span[0], chunk.start + span[1]
-                if (n, start, end) not in citations:
+                key = (n, start, end)
+                kept[i].setdefault(n, index_of.setdefault(key, len(index_of)))
+                if key not in citations:  # built only once per span, not per marker
                     quote = chunk.text[span[0] : span[1]]
-                    citations[n, start, end] = Citation(
+                    citations[key] = Citation(
                         n, chunk.id, chunk.source, chunk.title, quote, start, end
                     )
 
-    pieces, last = [], 0
+    pieces: list[str] = []
+    marks: list[Mark] = []
+    last = length = 0  # read up to `last` in the answer; `length` written
     for match, stood in zip(markers, kept, strict=True):
         pieces.append(answer[last : match.start()])
+        length += match.start() - last
         if stood:
             lead = match.group()[: len(match.group()) - len(match.group().lstrip())]
-            pieces.append(lead + "".join(f"[{n}]" for n in dict.fromkeys(stood)))
+            pieces.append(lead)
+            length += len(lead)
+            for n, index in stood.items():
+                pieces.append(f"[{n}]")
+                marks.append(Mark(length, length + len(pieces[-1]), index))
+                length += len(pieces[-1])
         last = match.end()
     pieces.append(answer[last:])
-    return CheckedAnswer("".join(pieces), list(citations.values()), dropped)
+    return CheckedAnswer("".join(pieces), list(citations.values()), dropped, marks)

@@ -2,6 +2,8 @@
 
 RagError
 ├── ConfigError            a setting names something that does not exist          (500)
+├── BadRequest             valid JSON that cannot be served as asked               (400)
+├── NotFound               no such document or model in what is served             (404)
 ├── DocumentUnreadable     a file cannot be turned into text (ingest reports it)   (422)
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
@@ -28,6 +30,14 @@ class RagError(Exception):
 
 
 class ConfigError(RagError):
+    pass
+
+
+class BadRequest(RagError):
+    pass
+
+
+class NotFound(RagError):
     pass
 
 

@@ -144,6 +144,13 @@ class KeyStore:
             for k in document["keys"]
         ]
 
+    def sign(self, purpose: str, message: str) -> str:
+        """An HMAC of ``message`` under the keys' secret, separated by ``purpose`` from the key
+        digests and from other uses (signed document links). Meaningful only once a key exists:
+        before that the secret is empty, and nothing should rely on a signature."""
+        payload = f"{purpose}\0{message}".encode()
+        return hmac.new(self._load_secret(), payload, hashlib.sha256).hexdigest()
+
     def _digest(self, key: str) -> str:
         return hmac.new(self._load_secret(), key.encode(), hashlib.sha256).hexdigest()
 

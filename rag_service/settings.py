@@ -159,6 +159,21 @@ class ApiSettings(BaseModel):
         600, ge=0, description="Requests a minute per key (per address without auth); 0: off."
     )
     metrics_auth: bool = Field(False, description="/metrics needs a key (query scope).")
+    model_id: str = Field(
+        "rag",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+        description="The model id /v1/models lists and /v1/chat/completions answers as.",
+    )
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$",
+        description="Base URL of citation links (behind a proxy); default: the request's own.",
+    )
+    # A browser that follows a citation link cannot send a key, so with keys required the link
+    # carries a signature of its document and expiry instead; a chat kept longer asks again.
+    document_link_ttl_s: int = Field(
+        86400, ge=60, description="How long a signed citation link opens its document (s)."
+    )
 
 
 class LogSettings(BaseModel):

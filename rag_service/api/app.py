@@ -16,7 +16,7 @@ from rag_service.answering import build_answer_service
 from rag_service.api.auth import Gate
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.routes import ask, health, keys, search
+from rag_service.api.routes import ask, chat, documents, health, keys, pages, search
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
 from rag_service.logs import request_id
@@ -127,4 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(ask.router)
     app.include_router(keys.router)
+    app.include_router(chat.router)
+    app.include_router(documents.router)
+    app.include_router(pages.router)
+    pages.mount_static(app)
     return app

@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.errors import (
+    BadRequest,
     ConfigError,
     DocumentUnreadable,
     Forbidden,
     IndexBusy,
     IndexNotReady,
+    NotFound,
     RagError,
     RateLimited,
     StoreUnavailable,
@@ -64,6 +66,8 @@ PROBLEMS: dict[type[RagError], ProblemKind] = {
     Unauthorized: _kind(401, "unauthorized"),
     Forbidden: _kind(403, "forbidden"),
     RateLimited: _kind(429, "rate-limited"),
+    BadRequest: _kind(400, "bad-request"),
+    NotFound: _kind(404, "not-found"),
 }
 
 

@@ -94,6 +94,14 @@ class CitationOut(BaseModel):
     end: int
 
 
+class MarkOut(BaseModel):
+    """A kept ``[n]`` in the answer: its offsets, and its citation's index in ``citations``."""
+
+    start: int
+    end: int
+    citation: int
+
+
 class Generator(BaseModel):
     backend: str
     model: str
@@ -120,6 +128,7 @@ class AskResponse(BaseModel):
     refusal_reason: str | None
     coverage: float
     citations: list[CitationOut]
+    marks: list[MarkOut]
     dropped_citations: int
     passages: list[Passage]
     generator: Generator
@@ -138,6 +147,7 @@ class AskResponse(BaseModel):
             refusal_reason=answer.refusal_reason,
             coverage=round(answer.coverage, 4),
             citations=[CitationOut(**vars(c)) for c in answer.citations],
+            marks=[MarkOut(**vars(m)) for m in answer.marks],
             dropped_citations=answer.dropped_citations,
             passages=[Passage.of(p) for p in answer.passages],
             generator=Generator(

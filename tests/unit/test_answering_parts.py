@@ -62,6 +62,20 @@ def test_citations_to_unknown_or_unsupporting_passages_are_dropped_and_counted()
     ]
 
 
+def test_marks_point_at_each_kept_marker_and_its_citation() -> None:
+    answer = "They eat grass and hay. [1][7] 向量数据库存储嵌入【2】。They eat grass and hay [1]."
+    checked = check_citations(answer, [LLAMA, RAG_ZH], 0.5)
+    spans = [
+        (checked.answer[m.start : m.end], checked.citations[m.citation].quote)
+        for m in checked.marks
+    ]
+    assert spans == [
+        ("[1]", "They eat grass and hay."),
+        ("[2]", "向量数据库存储嵌入。"),
+        ("[1]", "They eat grass and hay."),  # the same span again: the same citation
+    ]
+
+
 def test_quotes_are_found_across_scripts_and_widths() -> None:
     checked = check_citations("检索增强生成(RAG)先检索段落，再让模型作答 [1]", [RAG_ZH], 0.5)
     [citation] = checked.citations

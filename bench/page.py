@@ -1,0 +1,71 @@
+"""The page's first-load bytes and its time to the first answer token, in headless Chromium.
+
+    rag serve &                          # on the shipped corpus (make run)
+    .venv/bin/python bench/page.py http://127.0.0.1:8000 --questions 10
+
+First load: every response body the browser fetches to show / (the page, its script and style,
+and /v1/index). Time to first token: from pressing Enter to the first answer text on screen
+(retrieval, the passages event, then the first delta), over the corpus' first questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from playwright.sync_api import Response, sync_playwright
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+QUESTIONS = Path(__file__).resolve().parent.parent / "corpus" / "QUESTIONS.jsonl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line)["question"] for line in lines][: args.questions]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=args.chromium, args=ARGS)
+        page = browser.new_page()
+        sizes: dict[str, int] = {}
+
+        def record(response: Response) -> None:
+            sizes[response.url] = len(response.body())
+
+        page.on("response", record)
+        page.goto(args.url, wait_until="networkidle")
+        page.remove_listener("response", record)
+        print(f"first load: {sum(sizes.values())} bytes in {len(sizes)} responses")
+        for url, size in sizes.items():
+            print(f"  {size:6d}  {url}")
+        waits = []
+        for question in questions:
+            page.fill("#question", question)
+            started = time.perf_counter()
+            page.press("#question", "Enter")
+            page.locator("#answer > *").first.wait_for()  # the page's CSP allows no eval
+            waits.append((time.perf_counter() - started) * 1000)
+            page.locator("#ask:not([disabled])").wait_for()
+        print(
+            f"time to first answer token over {len(waits)} questions: median "
+            f"{statistics.median(waits):.0f} ms, max {max(waits):.0f} ms"
+        )
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
