@@ -37,7 +37,7 @@ class Scan:
     deleted: tuple[str, ...]
     unchanged: tuple[str, ...]
     failed: tuple[FailedSource, ...]
-    skipped: tuple[SkippedPath, ...]  # links out of the folder, loops, FIFOs... (not present)
+    skipped: tuple[SkippedPath, ...] = ()  # links out of the folder, loops, FIFOs... (not present)
 
 
 def scan(root: Path, previous: Manifest, splitter: Splitter, max_bytes: int) -> Scan:

@@ -51,7 +51,7 @@ def url(indexed_docs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         "glows <script>document.title='pwned'</script> every night.\n",
         encoding="utf-8",
     )
-    from ingest.pipeline import reindex
+    from ingest.reindex import reindex
 
     from rag_service.settings import Settings
 
