@@ -176,6 +176,7 @@ def main() -> None:
         "generations_loaded": loads_after - loads_before,
         "overall": summary(samples),
         "during_swap": summary([s for s in samples if in_swap(s)]),
+        "outside_swap": summary([s for s in samples if not in_swap(s)]),
         "by_op": {
             op: summary([s for s in samples if s.op == op])
             for op in sorted({s.op for s in samples})

@@ -227,10 +227,15 @@ def serve(
     from rag_service.api.app import create_app
 
     settings = _settings(verbose=True)
+    # The app needs the address it is bound to (the Host allow-list includes it).
+    api = settings.api.model_copy(
+        update={"host": host or settings.api.host, "port": port or settings.api.port}
+    )
+    settings = settings.model_copy(update={"api": api})
     uvicorn.run(
         create_app(settings),
-        host=host or settings.api.host,
-        port=port or settings.api.port,
+        host=settings.api.host,
+        port=settings.api.port,
         log_config=None,  # uvicorn's loggers go through ours (JSON in a container)
         access_log=False,  # the API logs each request itself, with its request id
     )

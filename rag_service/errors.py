@@ -6,8 +6,14 @@ RagError
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
 ├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
-└── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
-    └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
+├── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
+│   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
+└── RequestRefused         the request breaks one of the server's bounds
+    ├── HostNotAllowed     the Host header names a host this server does not serve (400)
+    ├── BodyTooLarge       the body is larger than RAG_API__MAX_BODY_BYTES         (413)
+    ├── BodyTimeout        the body did not arrive within RAG_API__BODY_TIMEOUT_S  (408)
+    ├── RequestTimeout     no response began within RAG_API__REQUEST_TIMEOUT_S     (504)
+    └── ServerBusy         every answer slot stayed busy for the queue's timeout   (503)
 """
 
 from __future__ import annotations
@@ -46,3 +52,31 @@ class UpstreamError(RagError):
 
 class UpstreamTimeout(UpstreamError):
     pass
+
+
+class RequestRefused(RagError):
+    pass
+
+
+class HostNotAllowed(RequestRefused):
+    pass
+
+
+class BodyTooLarge(RequestRefused):
+    pass
+
+
+class BodyTimeout(RequestRefused):
+    pass
+
+
+class RequestTimeout(RequestRefused):
+    pass
+
+
+class ServerBusy(RequestRefused):
+    """``retry_after_s``: when a slot is likely free again (sent as ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

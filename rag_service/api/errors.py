@@ -6,6 +6,7 @@ Domain exceptions map to a status here, once; routes raise them and never build 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -15,11 +16,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.errors import (
+    BodyTimeout,
+    BodyTooLarge,
     ConfigError,
     DocumentUnreadable,
+    HostNotAllowed,
     IndexBusy,
     IndexNotReady,
     RagError,
+    RequestTimeout,
+    ServerBusy,
     StoreUnavailable,
     UpstreamError,
     UpstreamTimeout,
@@ -38,11 +44,26 @@ STATUS_OF: dict[type[RagError], int] = {
     IndexBusy: 409,
     DocumentUnreadable: 422,
     ConfigError: 500,
+    HostNotAllowed: 400,
+    BodyTooLarge: 413,
+    BodyTimeout: 408,
+    RequestTimeout: 504,
+    ServerBusy: 503,
 }
 
 
 def status_of(exc: RagError) -> int:
     return next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 500)
+
+
+def headers_of(exc: RagError) -> dict[str, str]:
+    """Response headers an error carries besides its body."""
+    if isinstance(exc, ServerBusy):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, BodyTooLarge | BodyTimeout | RequestTimeout):
+        # The rest of the body is not read, so the connection cannot carry another request.
+        return {"Connection": "close"}
+    return {}
 
 
 def problem_body(request: Request, status: int, detail: str, **extra: Any) -> dict[str, Any]:
@@ -57,15 +78,26 @@ def problem_body(request: Request, status: int, detail: str, **extra: Any) -> di
     }
 
 
-def problem(request: Request, status: int, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = problem_body(request, status, detail, **extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_problem(request: Request, exc: RagError) -> JSONResponse:
+    """The response for a domain error, also used by the ASGI middleware outside the router."""
+    return problem(request, status_of(exc), str(exc), headers=headers_of(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _domain(request: Request, exc: RagError) -> JSONResponse:
-        return problem(request, status_of(exc), str(exc))
+        return domain_problem(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -77,7 +109,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(request, exc.status_code, str(exc.detail))
+        # Starlette's own headers matter: a 405 says in `Allow` which methods the path takes.
+        return problem(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,11 +20,21 @@ def _not_blank(value: str, info: ValidationInfo) -> str:
 QueryText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
 
 
+# Bounds on filters: an unbounded list once cost ~440 MB of memory per request.
+MAX_SOURCES = 1000
+MAX_PATH_CHARS = 1024
+SourcePath = Annotated[str, Field(max_length=MAX_PATH_CHARS)]
+
+
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[str] | None = Field(None, description="Only these source paths.")
-    source_prefix: str | None = Field(None, description="Only sources under this path prefix.")
+    sources: list[SourcePath] | None = Field(
+        None, max_length=MAX_SOURCES, description="Only these source paths."
+    )
+    source_prefix: SourcePath | None = Field(
+        None, description="Only sources under this path prefix."
+    )
 
     def to_search(self) -> SearchFilters:
         return SearchFilters(

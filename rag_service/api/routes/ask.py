@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag_service.api.deps import AnswerDep, MetricsDep
+from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep
 from rag_service.api.errors import problem_body, status_of
 from rag_service.api.metrics import ApiMetrics
 from rag_service.api.schemas import Filters, Passage, QueryText
@@ -186,7 +186,7 @@ def _stream(
 
 @router.post("/v1/ask", response_model=None)
 def ask(
-    request: Request, body: AskRequest, service: AnswerDep, metrics: MetricsDep
+    request: Request, body: AskRequest, service: AnswerDep, metrics: MetricsDep, _: AnswerSlot
 ) -> AskResponse | StreamingResponse:
     question = body.to_question(request.app.state.settings.llm)
     if body.stream:
