@@ -191,11 +191,17 @@ class AnswerService:
         llm: LLM = self.llm
         while True:
             try:
-                for piece in llm.stream(prompt, params):
-                    answer.usage = piece.usage or answer.usage
-                    if piece.text:
-                        pieces.append(piece.text)
-                        yield Delta(piece.text)
+                stream = llm.stream(prompt, params)
+                try:
+                    for piece in stream:
+                        answer.usage = piece.usage or answer.usage
+                        if piece.text:
+                            pieces.append(piece.text)
+                            yield Delta(piece.text)
+                finally:  # closed when this generator is: that is what stops the LLM
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
                 break
             except UpstreamError as exc:
                 if pieces or llm is not self.llm:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections import abc
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep
 from rag_service.api.errors import problem_body, status_of
@@ -138,6 +140,25 @@ def _event(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A stream whose generator is closed however the response ends, a client hanging up
+    included. Starlette leaves an abandoned generator to the garbage collector, and until it
+    runs, the LLM behind it goes on generating for nobody (issue #12, finding 8)."""
+
+    def __init__(self, content: abc.Generator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._generator = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: a cancelled request must still stop its generation. In a thread: closing
+            # runs the generator's cleanup, which closes an HTTP stream or signals a worker.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._generator.close)
+
+
 def _stream(
     request: Request,
     service: AnswerService,
@@ -148,7 +169,7 @@ def _stream(
     # Retrieval runs now, so a missing index is a plain 503, not an error inside a stream.
     retrieved, events = service.ask_stream(question)
 
-    def sse() -> Iterator[bytes]:
+    def sse() -> abc.Generator[bytes]:
         found = AskResponse.of(retrieved, include_prompt=False)
         yield _event(
             "passages",
@@ -176,8 +197,12 @@ def _stream(
         except RagError as exc:
             log.warning("stream failed: %s", exc)
             yield _event("error", problem_body(request, status_of(exc), str(exc)))
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # the generation, and the LLM stream under it, stop now
+                close()
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         sse(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
