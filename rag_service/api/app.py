@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.limits import AnswerSlots, RequestLimits
 from rag_service.api.metrics import ApiMetrics
+from rag_service.api.openapi import install_openapi
 from rag_service.api.routes import ask, health, search
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.api.max_concurrent_answers, settings.api.answer_queue_timeout_s
     )
     install_error_handlers(app)
+    install_openapi(app)
     # Added first, so it runs inside `observe`: its refusals carry a request id and are logged.
     app.add_middleware(RequestLimits, settings=settings)
     if settings.api.cors_origins:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import abc
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Request
@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep
 from rag_service.api.errors import problem_body, status_of
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.schemas import Filters, Passage, QueryText
+from rag_service.api.schemas import WHOLE, Filters, Passage, QueryText
 from rag_service.errors import RagError
 from rag_service.pipeline import Answer, AnswerService, Delta, Question
 from rag_service.settings import LLMSettings
@@ -34,22 +34,24 @@ router = APIRouter(tags=["answering"])
 
 
 class Turn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["user", "assistant"]
     content: str = Field(min_length=1, max_length=8000)
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: QueryText
-    top_k: int | None = Field(None, ge=1, le=20, description="Passages given to the LLM.")
+    top_k: Annotated[int, Field(ge=1, le=20), WHOLE] | None = Field(
+        None, description="Passages given to the LLM."
+    )
     filters: Filters | None = None
     stream: bool = False
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_tokens: Annotated[int, Field(ge=1, le=8192), WHOLE] | None = None
     history: list[Turn] = Field(default_factory=list, max_length=20)
     include_prompt: bool = Field(False, description="Return the messages sent to the LLM.")
 
@@ -209,7 +211,30 @@ def _stream(
     )
 
 
-@router.post("/v1/ask", response_model=None)
+# One Server-Sent Event, as the stream's schema is read (each event on its own).
+_SSE_EVENT = {
+    "type": "object",
+    "description": "With `stream: true`, in order: `passages`, `delta`..., `citations`, `done` "
+    "(or one `error`, its data a problem body); each `data` is a JSON object.",
+    "properties": {
+        "event": {"type": "string", "enum": ["passages", "delta", "citations", "done", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["event", "data"],
+}
+
+
+@router.post(
+    "/v1/ask",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The answer; as Server-Sent Events when `stream` is true.",
+            "model": AskResponse,
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+        }
+    },
+)
 def ask(
     request: Request, body: AskRequest, service: AnswerDep, metrics: MetricsDep, _: AnswerSlot
 ) -> AskResponse | StreamingResponse:
