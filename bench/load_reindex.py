@@ -121,6 +121,13 @@ def main() -> None:
     parser.add_argument("--reindexes", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before each reindex")
     parser.add_argument("--sse-share", type=float, default=0.0)
+    parser.add_argument(
+        "--answer-slots",
+        type=int,
+        default=None,
+        help="RAG_API__MAX_CONCURRENT_ANSWERS (default: one per client, so what is measured "
+        "is the swap, not the answer queue's 503s)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -131,7 +138,9 @@ def main() -> None:
             materialise_eval_corpus(name, docs / name)
         env = {"RAG_DATA_DIR": str(root / "data"), "RAG_CORPUS_DIR": str(docs)}
         reindex(env)
-        with api_process(root, env, log=root / "serve.log") as (url, _):
+        slots = str(args.answer_slots or args.clients)
+        serve_env = {**env, "RAG_API__MAX_CONCURRENT_ANSWERS": slots}
+        with api_process(root, serve_env, log=root / "serve.log") as (url, _):
             loads_before = loads(url)
             stop = threading.Event()
             samples: list[Sample] = []
@@ -168,6 +177,7 @@ def main() -> None:
         statuses[str(s.status)] = statuses.get(str(s.status), 0) + 1
     result = {
         "clients": args.clients,
+        "answer_slots": int(slots),
         "sse_share": args.sse_share,
         "reindexes": args.reindexes,
         "reindex_s": reindex_s,
