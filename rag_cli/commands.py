@@ -233,7 +233,7 @@ def serve(
     from rag_service.api.app import create_app
 
     settings = _settings(verbose=True)
-    # Whether keys are needed depends on the address actually bound (RAG_API__AUTH=auto).
+    # Keys (RAG_API__AUTH=auto) and the Host allow-list depend on the address actually bound.
     api = settings.api.model_copy(
         update={"host": host or settings.api.host, "port": port or settings.api.port}
     )

@@ -232,11 +232,17 @@ class AnswerService:
         llm, reason, usage = self.llm, None, None
         while True:
             try:
-                for piece in llm.stream(prompt, params):
-                    usage = piece.usage or usage
-                    if piece.text:
-                        pieces.append(piece.text)
-                        yield Delta(piece.text)
+                stream = llm.stream(prompt, params)
+                try:
+                    for piece in stream:
+                        usage = piece.usage or usage
+                        if piece.text:
+                            pieces.append(piece.text)
+                            yield Delta(piece.text)
+                finally:  # closed when this generator is: that is what stops the LLM
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
                 break
             except UpstreamError as exc:
                 if pieces or llm is not self.llm:

@@ -12,7 +12,13 @@ RagError
 │   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
 ├── Unauthorized           no API key, or one that is not valid                    (401)
 ├── Forbidden              the key's scope does not allow this                     (403)
-└── RateLimited            the caller sent more than its share; retry later        (429)
+├── RateLimited            the caller sent more than its share; retry later        (429)
+└── RequestRefused         the request breaks one of the server's bounds
+    ├── HostNotAllowed     the Host header names a host this server does not serve (400)
+    ├── BodyTooLarge       the body is larger than RAG_API__MAX_BODY_BYTES         (413)
+    ├── BodyTimeout        the body did not arrive within RAG_API__BODY_TIMEOUT_S  (408)
+    ├── RequestTimeout     no response began within RAG_API__REQUEST_TIMEOUT_S     (504)
+    └── ServerBusy         every answer slot stayed busy for the queue's timeout   (503)
 
 An error may carry HTTP ``headers`` for its response (``WWW-Authenticate``, ``Retry-After``).
 """
@@ -79,4 +85,36 @@ class Forbidden(RagError):
 class RateLimited(RagError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(f"{message}; retry in {retry_after_s} s")
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class RequestRefused(RagError):
+    pass
+
+
+class HostNotAllowed(RequestRefused):
+    pass
+
+
+class BodyTooLarge(RequestRefused):
+    # The rest of the body is not read, so the connection cannot carry another request.
+    headers = MappingProxyType({"Connection": "close"})
+
+
+class BodyTimeout(RequestRefused):
+    # The rest of the body is not read, so the connection cannot carry another request.
+    headers = MappingProxyType({"Connection": "close"})
+
+
+class RequestTimeout(RequestRefused):
+    # The rest of the body is not read, so the connection cannot carry another request.
+    headers = MappingProxyType({"Connection": "close"})
+
+
+class ServerBusy(RequestRefused):
+    """``retry_after_s``: when a slot is likely free again (sent as ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
         self.headers = {"Retry-After": str(retry_after_s)}

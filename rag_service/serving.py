@@ -42,12 +42,25 @@ class SearchResult:
 _NO_INDEX = "no index has been built yet; run `rag reindex`"
 
 
+@dataclass(eq=False)
+class _Held:
+    """A loaded generation and who is reading it; closed once retired and left by its readers."""
+
+    served: ServedIndex
+    stamp: tuple[int, int]
+    readers: int = 0
+    retired: bool = False
+
+
 class SearchService:
     """Searches the committed index and follows the pointer to each new generation.
 
-    Switching waits for searches in flight on the old store to finish, then closes it before
-    opening the new one: an embedded Chroma client caches its vector index in memory, and only
-    a client opened after another process's reindex sees what that reindex wrote.
+    A new generation is loaded once, by the first request that notices the new pointer, beside
+    the old one (each has its own store client: an embedded Chroma client caches its vector index
+    in memory, and only a client opened after another process's reindex sees what it wrote).
+    Requests arriving meanwhile keep reading the old generation; once the new one is loaded,
+    new requests get it, and the old one is closed when its last reader leaves. Nobody waits for
+    other requests to finish, only (on the very first load) for a load in progress.
     """
 
     def __init__(
@@ -63,17 +76,24 @@ class SearchService:
         self._reranker = reranker
         self._state = IndexState(settings.data_dir)
         self._fingerprint = index_fingerprint(settings)
-        self._switch = threading.Condition()
-        self._in_flight = 0
-        self._stamp: tuple[int, int] | None = None
-        self._served: ServedIndex | None = None
+        self._lock = threading.Condition()
+        self._held: _Held | None = None
+        self._loading = False
         self._on_timings = on_timings
         self.loads = 0  # generations loaded so far: one per reindex this process followed
 
-    def _load(self) -> ServedIndex:
-        pointer = self._state.current()
-        if pointer is None:
-            raise IndexNotReady(_NO_INDEX)
+    def _stamped_pointer(self) -> tuple[tuple[int, int], IndexPointer]:
+        """The committed pointer and the stamp of that very file (a commit may land between)."""
+        while True:
+            stamp = self._state.pointer_stamp()
+            pointer = self._state.current()
+            if stamp is None or pointer is None:
+                raise IndexNotReady(_NO_INDEX)
+            if self._state.pointer_stamp() == stamp:
+                return stamp, pointer
+
+    def _load(self) -> tuple[tuple[int, int], ServedIndex]:
+        stamp, pointer = self._stamped_pointer()
         if pointer.fingerprint != self._fingerprint:
             raise IndexNotReady(
                 "the index was built with other embedding or chunking settings; "
@@ -92,47 +112,80 @@ class SearchService:
             self._settings.retrieval,
             self._reranker,
         )
-        return ServedIndex(pointer, store, bm25, retriever)
+        return stamp, ServedIndex(pointer, store, bm25, retriever)
+
+    def _acquire(self) -> _Held:
+        with self._lock:
+            while True:
+                stamp = self._state.pointer_stamp()
+                if stamp is None:
+                    raise IndexNotReady(_NO_INDEX)
+                held = self._held
+                # Current, or another request is loading the next one: read what is loaded.
+                if held is not None and (held.stamp == stamp or self._loading):
+                    held.readers += 1
+                    return held
+                if not self._loading:
+                    self._loading = True
+                    break
+                self._lock.wait()  # nothing loaded yet: the first load is under way
+        try:
+            stamp, served = self._load()  # outside the lock: readers go on meanwhile
+        except BaseException:
+            with self._lock:
+                self._loading = False
+                self._lock.notify_all()
+            raise
+        fresh = _Held(served, stamp, readers=1)
+        with self._lock:
+            old, self._held = self._held, fresh
+            self._loading = False
+            self.loads += 1
+            self._lock.notify_all()
+        if old is not None:
+            self._retire(old)
+        return fresh
+
+    def _retire(self, held: _Held) -> None:
+        with self._lock:
+            held.retired = True
+            idle = held.readers == 0
+        if idle:
+            held.served.store.close()
+
+    def _release(self, held: _Held) -> None:
+        with self._lock:
+            held.readers -= 1
+            idle = held.retired and held.readers == 0
+        if idle:
+            held.served.store.close()
 
     @contextmanager
     def current(self) -> Iterator[ServedIndex]:
-        """The committed index, held open (not switched away from) while the block runs."""
-        stamp = self._state.pointer_stamp()
-        if stamp is None:
-            raise IndexNotReady(_NO_INDEX)
-        with self._switch:
-            if stamp != self._stamp or self._served is None:
-                self._switch.wait_for(lambda: self._in_flight == 0)
-                if self._served is not None:
-                    self._served.store.close()
-                    self._served = None
-                self._served, self._stamp = self._load(), stamp
-                self.loads += 1
-            served = self._served
-            self._in_flight += 1
+        """The committed index, held open (not closed) while the block runs."""
+        held = self._acquire()
         try:
-            yield served
+            yield held.served
         finally:
-            with self._switch:
-                self._in_flight -= 1
-                self._switch.notify_all()
+            self._release(held)
 
     @property
     def served_pointer(self) -> IndexPointer | None:
         """The generation this process serves now (it may lag the committed one until the next
         request notices the new pointer)."""
-        served = self._served
-        return served.pointer if served is not None else None
+        held = self._held
+        return held.served.pointer if held is not None else None
 
     def committed_pointer(self) -> IndexPointer | None:
         return self._state.current()
 
     def close(self) -> None:
-        with self._switch:
-            self._switch.wait_for(lambda: self._in_flight == 0)
-            if self._served is not None:
-                self._served.store.close()
-            self._served, self._stamp = None, None
+        """Stop serving; the generation is closed now, or when its last reader leaves."""
+        with self._lock:
+            self._lock.wait_for(lambda: not self._loading)
+            held, self._held = self._held, None
+        if held is not None:
+            self._retire(held)
 
     def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> SearchResult:
         with self.current() as served:

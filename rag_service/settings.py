@@ -174,6 +174,31 @@ class ApiSettings(BaseModel):
     document_link_ttl_s: int = Field(
         86400, ge=60, description="How long a signed citation link opens its document (s)."
     )
+    # /v1/ask's largest valid body (20 history turns of 8000 JSON-escaped CJK characters, 6 bytes
+    # each) is about 0.98 MB; a body is held in memory whole before it is parsed.
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger request bodies get 413 before being read."
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="The whole body must arrive within this, else 408."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for a response to start, else 504."
+    )
+    max_concurrent_answers: int = Field(
+        4, ge=1, description="Answers generated at once; more wait in a queue."
+    )
+    answer_queue_timeout_s: float = Field(
+        5.0, ge=0, description="Longest wait in that queue, then 503 with Retry-After."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description='Host header values served ("*": any); empty: any when keys are required, '
+        "else loopback and the bind host.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed cross-origin calls; empty: CORS off."
+    )
 
 
 class LogSettings(BaseModel):

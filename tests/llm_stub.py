@@ -5,10 +5,12 @@
 ``POST /_mode`` with ``{"mode": ...}`` picks the behaviour of ``/v1/chat/completions``:
 ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
 choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
-slowstream (one delta, then silence), unauthorized (401), leaky (500 with a body that echoes
+slowstream (one delta, then silence), trickle (a delta every 0.1 s for 60 s, each stream's
+fate recorded), unauthorized (401), leaky (500 with a body that echoes
 the Authorization header and the whole request, as careless proxies do). ``GET /v1/models`` answers 500 in
 mode error and 401 in mode unauthorized, 200 otherwise. ``GET /_requests`` counts completion requests since the
-last mode change, and the Authorization header of the last one.
+last mode change, and the Authorization header of the last one. ``GET /_streams`` lists the
+trickle streams since the last mode change: seconds each ran, and whether the client hung up.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 ANSWER = "The stub answers from the documents [1]."
 SLEEP_S = 30
+TRICKLE_S = 60
+TRICKLE_STEP_S = 0.1
 
 
 class _State:
@@ -29,6 +33,7 @@ class _State:
     mode = "ok"
     requests = 0
     authorization = ""
+    streams: ClassVar[list[dict[str, Any]]] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,6 +55,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/_requests":
             self._json(200, {"requests": _State.requests, "authorization": _State.authorization})
+        elif self.path == "/_streams":
+            with _State.lock:
+                self._json(200, {"streams": list(_State.streams)})
         elif self.path == "/v1/models":
             status = {"error": 500, "unauthorized": 401}.get(_State.mode, 200)
             self._json(status, {"data": [{"id": "stub"}]})
@@ -60,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         if self.path == "/_mode":
             with _State.lock:
-                _State.mode, _State.requests = body["mode"], 0
+                _State.mode, _State.requests, _State.streams = body["mode"], 0, []
             self._json(200, {"mode": _State.mode})
             return
         if self.path != "/v1/chat/completions":
@@ -101,7 +109,34 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
 
+    def _trickle(self) -> None:
+        """Deltas until TRICKLE_S or until the reader goes away, whichever comes first."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        record: dict[str, Any] = {"ran_s": 0.0, "closed_by_client": False, "finished": False}
+        with _State.lock:
+            _State.streams.append(record)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < TRICKLE_S:
+                delta = {"choices": [{"index": 0, "delta": {"content": "word "}}]}
+                self.wfile.write(f"data: {json.dumps(delta)}\n\n".encode())
+                self.wfile.flush()
+                record["ran_s"] = round(time.monotonic() - started, 2)
+                time.sleep(TRICKLE_STEP_S)
+            self.wfile.write(b"data: [DONE]\n\n")
+            record["finished"] = True
+        except (BrokenPipeError, ConnectionResetError):
+            record["closed_by_client"] = True
+        record["ran_s"] = round(time.monotonic() - started, 2)
+        self.close_connection = True
+
     def _stream(self, mode: str) -> None:
+        if mode == "trickle":
+            self._trickle()
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")

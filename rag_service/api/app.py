@@ -11,11 +11,14 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 
 from rag_service.answering import build_answer_service
 from rag_service.api.auth import Gate
 from rag_service.api.errors import install_error_handlers
+from rag_service.api.limits import AnswerSlots, RequestLimits
 from rag_service.api.metrics import ApiMetrics
+from rag_service.api.openapi import install_openapi
 from rag_service.api.routes import ask, chat, documents, health, keys, pages, search
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
@@ -82,7 +85,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.gate = Gate(settings)  # refuses to build a server that needs keys and has none
+    app.state.answer_slots = AnswerSlots(
+        settings.api.max_concurrent_answers, settings.api.answer_queue_timeout_s
+    )
     install_error_handlers(app)
+    install_openapi(app)
+    # Added first, so it runs inside `observe`: its refusals carry a request id and are logged.
+    app.add_middleware(RequestLimits, settings=settings)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
 
     @app.middleware("http")
     async def observe(

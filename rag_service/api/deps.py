@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from rag_service.answering import AnswerService
+from rag_service.api.limits import AnswerSlots
 from rag_service.api.metrics import ApiMetrics
 from rag_service.serving import SearchService
 from rag_service.settings import Settings
@@ -42,3 +44,16 @@ def get_metrics(request: Request) -> ApiMetrics:
 
 
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+
+
+async def answer_slot(request: Request) -> AsyncIterator[None]:
+    """Held while an answer is generated; FastAPI exits it after the response, streams included."""
+    slots: AnswerSlots = request.app.state.answer_slots
+    await slots.acquire()
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+AnswerSlot = Annotated[None, Depends(answer_slot)]

@@ -20,14 +20,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.errors import (
     BadRequest,
+    BodyTimeout,
+    BodyTooLarge,
     ConfigError,
     DocumentUnreadable,
     Forbidden,
+    HostNotAllowed,
     IndexBusy,
     IndexNotReady,
     NotFound,
     RagError,
     RateLimited,
+    RequestTimeout,
+    ServerBusy,
     StoreUnavailable,
     Unauthorized,
     UpstreamError,
@@ -68,6 +73,11 @@ PROBLEMS: dict[type[RagError], ProblemKind] = {
     RateLimited: _kind(429, "rate-limited"),
     BadRequest: _kind(400, "bad-request"),
     NotFound: _kind(404, "not-found"),
+    HostNotAllowed: _kind(400, "host-not-allowed"),
+    BodyTooLarge: _kind(413, "body-too-large"),
+    BodyTimeout: _kind(408, "body-timeout"),
+    RequestTimeout: _kind(504, "request-timeout"),
+    ServerBusy: _kind(503, "server-busy"),
 }
 
 
@@ -105,11 +115,16 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def domain_problem(request: Request, exc: RagError) -> JSONResponse:
+    """The response for a domain error, also used by the ASGI middleware outside the router."""
+    kind = kind_of(exc)
+    return problem(request, kind.status, str(exc), kind.type, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _domain(request: Request, exc: RagError) -> JSONResponse:
-        kind = kind_of(exc)
-        return problem(request, kind.status, str(exc), kind.type, headers=exc.headers)
+        return domain_problem(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,7 +136,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(request, exc.status_code, str(exc.detail))
+        # Starlette's own headers matter: a 405 says in `Allow` which methods the path takes.
+        return problem(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

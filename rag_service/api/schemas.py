@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from rag_service.answering import Answer
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters
@@ -17,15 +17,36 @@ def _not_blank(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def _whole_number(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Request models are strict (`"5"` and `true` are no integers, `0` is no boolean), but JSON
+# Schema counts 5.0 as an integer, and so does the OpenAPI document: accept it as 5. Put after
+# the bounds, `Annotated[int, Field(ge=..., le=...), WHOLE]`, or pydantic documents no bounds.
+WHOLE = BeforeValidator(_whole_number)
+
 # A query or question: some text that is not only whitespace.
-QueryText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+QueryText = Annotated[
+    str, Field(min_length=1, max_length=4000, pattern=r"\S"), AfterValidator(_not_blank)
+]
+
+
+# Bounds on filters: an unbounded list once cost ~440 MB of memory per request.
+MAX_SOURCES = 1000
+MAX_PATH_CHARS = 1024
+SourcePath = Annotated[str, Field(max_length=MAX_PATH_CHARS)]
 
 
 class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    sources: list[str] | None = Field(None, description="Only these source paths.")
-    source_prefix: str | None = Field(None, description="Only sources under this path prefix.")
+    sources: list[SourcePath] | None = Field(
+        None, max_length=MAX_SOURCES, description="Only these source paths."
+    )
+    source_prefix: SourcePath | None = Field(
+        None, description="Only sources under this path prefix."
+    )
 
     def to_search(self) -> SearchFilters:
         return SearchFilters(

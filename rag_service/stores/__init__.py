@@ -7,12 +7,13 @@ from collections.abc import Callable
 from rag_service.errors import ConfigError
 from rag_service.protocols import VectorStore
 from rag_service.settings import Settings
-from rag_service.stores.chroma import ChromaStore, http_client, persistent_client
+from rag_service.stores.chroma import ChromaStore, http_client, private_persistent_client
 
 
 def _chroma(settings: Settings, collection_name: str, create: bool) -> VectorStore:
-    client = persistent_client(settings.data_dir / "chroma")
-    return ChromaStore(client, collection_name, create=create)
+    # A system of its own, so a searcher can open the next generation while the old one serves.
+    client, release = private_persistent_client(settings.data_dir / "chroma")
+    return ChromaStore(client, collection_name, create=create, on_close=release)
 
 
 def _chroma_http(settings: Settings, collection_name: str, create: bool) -> VectorStore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,41 @@ def persistent_client(path: Path) -> ClientAPI:
     return chromadb.PersistentClient(
         path=str(path), settings=ChromaClientSettings(anonymized_telemetry=False)
     )
+
+
+# Path spellings (``/data/chroma``, ``/data/chroma/.``, ...) held by open private clients.
+_spellings_lock = threading.Lock()
+_spellings_in_use: set[str] = set()
+
+
+def private_persistent_client(path: Path) -> tuple[ClientAPI, Callable[[], None]]:
+    """A client with a Chroma system of its own, and the function that releases it.
+
+    Chroma shares one system (and its in-memory vector index, loaded once) between all clients of
+    a path in a process, so a client opened while another is alive would not see what another
+    process wrote since. Chroma keys that sharing on the path as spelled: each open client gets a
+    spelling no other open client uses, so a new generation can be opened while the old one
+    still serves. Spellings are reused once released, so they stay short.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    with _spellings_lock:
+        spelling = str(path)
+        while spelling in _spellings_in_use:
+            spelling = f"{spelling}/."
+        _spellings_in_use.add(spelling)
+
+    def release() -> None:
+        with _spellings_lock:
+            _spellings_in_use.discard(spelling)
+
+    try:
+        client = chromadb.PersistentClient(
+            path=spelling, settings=ChromaClientSettings(anonymized_telemetry=False)
+        )
+    except BaseException:
+        release()
+        raise
+    return client, release
 
 
 def http_client(settings: StoreSettings) -> ClientAPI:
@@ -99,10 +135,18 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class ChromaStore:
-    def __init__(self, client: ClientAPI, collection_name: str, *, create: bool) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        collection_name: str,
+        *,
+        create: bool,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self.collection_name = collection_name
         self._create = create
+        self._on_close = on_close
 
     @cached_property
     def _collection(self) -> chromadb.Collection:
@@ -233,6 +277,9 @@ class ChromaStore:
         """Release the client; once no client holds the path, the next one reloads from disk."""
         self.__dict__.pop("_collection", None)
         self._client.close()  # type: ignore[attr-defined]
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
     @_server_errors
     def drop(self) -> None:

@@ -52,7 +52,6 @@ def url(indexed_docs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         encoding="utf-8",
     )
     from ingest.reindex import reindex
-
     from rag_service.settings import Settings
 
     settings = Settings(_env_file=None, data_dir=indexed_docs["RAG_DATA_DIR"], corpus_dir=docs)  # type: ignore[call-arg]

@@ -86,6 +86,10 @@ def test_replicas_are_reached_through_the_proxy() -> None:
     nginx = (REPO / "deploy" / "nginx.conf").read_text()
     assert "listen 8080;" in nginx and "http://api:8000" in nginx
     assert "proxy_buffering off;" in nginx  # Server-Sent Events pass through as written
+    # Rate limits across replicas live in the proxy, answered 429 as problem+json.
+    assert "limit_req zone=rag_per_client" in nginx and "limit_req zone=rag_answers" in nginx
+    assert "limit_req_status 429;" in nginx and "application/problem+json" in nginx
+    assert "client_body_timeout" in nginx
 
 
 def test_env_example_documents_exactly_what_compose_reads() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections import abc
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.answering import Answer, AnswerService, Delta, Question
 from rag_service.api.auth import QUERY
-from rag_service.api.deps import AnswerDep, MetricsDep, SettingsDep
+from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep, SettingsDep
 from rag_service.api.errors import kind_of, problem_body
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.schemas import AskResponse, Filters, Passage, QueryText
+from rag_service.api.schemas import WHOLE, AskResponse, Filters, Passage, QueryText
+from rag_service.api.streaming import ClosingStreamingResponse
 from rag_service.errors import RagError
 from rag_service.settings import LLMSettings
 from rag_service.types import GenerationParams, Message
@@ -33,22 +34,24 @@ router = APIRouter(tags=["answering"], dependencies=[QUERY])
 
 
 class Turn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["user", "assistant"]
     content: str = Field(min_length=1, max_length=8000)
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: QueryText
-    top_k: int | None = Field(None, ge=1, le=20, description="Passages given to the LLM.")
+    top_k: Annotated[int, Field(ge=1, le=20), WHOLE] | None = Field(
+        None, description="Passages given to the LLM."
+    )
     filters: Filters | None = None
     stream: bool = False
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_tokens: Annotated[int, Field(ge=1, le=8192), WHOLE] | None = None
     history: list[Turn] = Field(default_factory=list, max_length=20)
     include_prompt: bool = Field(False, description="Return the messages sent to the LLM.")
 
@@ -81,7 +84,7 @@ def _stream(
     # Retrieval runs now, so a missing index is a plain 503, not an error inside a stream.
     evidence, events = service.ask_stream(question)
 
-    def sse() -> Iterator[bytes]:
+    def sse() -> abc.Generator[bytes]:
         yield _event(
             "passages",
             {
@@ -109,21 +112,49 @@ def _stream(
             log.warning("stream failed: %s", exc)
             kind = kind_of(exc)
             yield _event("error", problem_body(request, kind.status, str(exc), kind.type))
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # the generation, and the LLM stream under it, stop now
+                close()
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         sse(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-@router.post("/v1/ask", response_model=None)
+# One Server-Sent Event, as the stream's schema is read (each event on its own).
+_SSE_EVENT = {
+    "type": "object",
+    "description": "With `stream: true`, in order: `passages`, `delta`..., `citations`, `done` "
+    "(or one `error`, its data a problem body); each `data` is a JSON object.",
+    "properties": {
+        "event": {"type": "string", "enum": ["passages", "delta", "citations", "done", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["event", "data"],
+}
+
+
+@router.post(
+    "/v1/ask",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The answer; as Server-Sent Events when `stream` is true.",
+            "model": AskResponse,
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+        }
+    },
+)
 def ask(
     request: Request,
     body: AskRequest,
     service: AnswerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    _: AnswerSlot,
 ) -> AskResponse | StreamingResponse:
     question = body.to_question(settings.llm)
     if body.stream:

@@ -25,7 +25,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections import abc
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -37,11 +38,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.answering import Answer, Delta, Question
 from rag_service.api.auth import QUERY
-from rag_service.api.deps import AnswerDep, MetricsDep, SettingsDep
+from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep, SettingsDep
 from rag_service.api.errors import kind_of
-from rag_service.api.routes.ask import AskRequest
+from rag_service.api.routes.ask import AskRequest, Turn
 from rag_service.api.routes.documents import citation_url
 from rag_service.api.schemas import CitationOut, Filters
+from rag_service.api.streaming import ClosingStreamingResponse
 from rag_service.errors import BadRequest, NotFound, RagError
 from rag_service.types import Chunk, Citation
 
@@ -141,7 +143,10 @@ class ChatRequest(BaseModel):
         try:
             return AskRequest(
                 question=turns[-1].text,
-                history=[{"role": m.role, "content": m.text} for m in turns[:-1][-20:]],
+                history=[
+                    Turn.model_validate({"role": m.role, "content": m.text})
+                    for m in turns[:-1][-20:]
+                ],
                 top_k=self.top_k,
                 filters=self.filters,
                 temperature=self.temperature,
@@ -243,7 +248,7 @@ def _stream(
     _, events = answers.ask_stream(question)
     with_usage = body.stream_options is not None and body.stream_options.include_usage
 
-    def sse() -> Iterator[bytes]:
+    def sse() -> abc.Generator[bytes]:
         yield frame.chunk(
             [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
         )
@@ -269,9 +274,13 @@ def _stream(
             log.warning("chat stream failed: %s", exc)
             yield f"data: {json.dumps(openai_error(kind_of(exc).status, str(exc)))}\n\n".encode()
             return
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # the generation, and the LLM stream under it, stop now
+                close()
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         sse(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -316,6 +325,7 @@ def chat_completions(
     answers: AnswerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    _: AnswerSlot,
 ) -> dict[str, Any] | StreamingResponse:
     if body.model != settings.api.model_id:
         raise NotFound(f"the model {body.model!r} does not exist; GET /v1/models lists them")

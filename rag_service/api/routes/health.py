@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from rag_service.answering import AnswerService
 from rag_service.api.auth import METRICS, QUERY
 from rag_service.api.deps import AnswerDep, MetricsDep, SearchDep
 from rag_service.api.errors import NOT_READY, problem
+from rag_service.api.openapi import METRICS_CONTENT_TYPE
 from rag_service.errors import RagError, StoreUnavailable, UpstreamError
 from rag_service.serving import SearchService
 
@@ -65,10 +66,15 @@ def readyz(request: Request, search: SearchDep, answers: AnswerDep) -> dict[str,
     return {"status": "ready", "checks": body}
 
 
-@router.get("/metrics", dependencies=[METRICS])
+@router.get(
+    "/metrics",
+    dependencies=[METRICS],
+    response_class=Response,
+    responses={200: {"content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+)
 def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text format."""
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics.registry), media_type=METRICS_CONTENT_TYPE)
 
 
 @router.get("/v1/index", dependencies=[QUERY])

@@ -1,20 +1,22 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.auth import QUERY
 from rag_service.api.deps import SearchDep
-from rag_service.api.schemas import Filters, Passage, QueryText, round_ms
+from rag_service.api.schemas import WHOLE, Filters, Passage, QueryText, round_ms
 
 router = APIRouter(tags=["retrieval"], dependencies=[QUERY])
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: QueryText
-    top_k: int = Field(5, ge=1, le=100)
+    top_k: Annotated[int, Field(ge=1, le=100), WHOLE] = 5
     filters: Filters | None = None
 
 
