@@ -52,7 +52,7 @@ def main() -> None:
         shutil.copytree(REPO / "tests" / "data" / "docs", root / "docs")
         env = {"RAG_DATA_DIR": str(root / "data"), "RAG_CORPUS_DIR": str(root / "docs")}
         subprocess.run(
-            [sys.executable, "-m", "rag_service.cli", "reindex"],
+            [sys.executable, "-m", "rag_cli", "reindex"],
             env={**os.environ, **env},
             cwd=REPO,
             check=True,

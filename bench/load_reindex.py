@@ -90,7 +90,7 @@ def client_loop(
 
 def reindex(env: dict[str, str]) -> None:
     subprocess.run(
-        [sys.executable, "-m", "rag_service.cli", "reindex"],
+        [sys.executable, "-m", "rag_cli", "reindex"],
         env={**os.environ, **env},
         cwd=REPO,
         check=True,

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ingest.pipeline import reindex
-from rag_service.search import SearchService
 
+from ingest.reindex import reindex
+from rag_service.serving import SearchService
 from rag_service.settings import Settings
 from tests.conftest import CountingEmbedder
 
