@@ -31,8 +31,8 @@ from pathlib import Path
 
 import httpx
 from _common import EVAL_DIR, REPO, materialise_eval_corpus
-from rag_service.evaluation.metrics import percentile
 
+from evaluation.metrics import percentile
 from tests.servers import api_process
 
 SETS = ("xquad_en", "xquad_zh")
