@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import httpx
 from _common import REPO
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import api_process
+from tests.servers import api_process, rag_reindex
 
 
 def statuses(url: str) -> dict[str, int]:
@@ -51,13 +50,7 @@ def main() -> None:
         root = Path(tmp)
         shutil.copytree(REPO / "tests" / "data" / "docs", root / "docs")
         env = {"RAG_DATA_DIR": str(root / "data"), "RAG_CORPUS_DIR": str(root / "docs")}
-        subprocess.run(
-            [sys.executable, "-m", "rag_cli", "reindex"],
-            env={**os.environ, **env},
-            cwd=REPO,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        rag_reindex(env, REPO)
         with api_process(root, env, log=root / "serve.log") as (url, _):
             st = Path(sys.executable).parent / "st"
             argv = [

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +30,7 @@ import httpx
 from _common import EVAL_DIR, REPO, materialise_eval_corpus
 
 from evaluation.metrics import percentile
-from tests.servers import api_process
+from tests.servers import api_process, rag_reindex
 
 SETS = ("xquad_en", "xquad_zh")
 SWAP_WINDOW_S = 5.0
@@ -89,13 +86,7 @@ def client_loop(
 
 
 def reindex(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "rag_cli", "reindex"],
-        env={**os.environ, **env},
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    rag_reindex(env, REPO)
 
 
 def loads(url: str) -> float:

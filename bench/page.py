@@ -18,15 +18,8 @@ from pathlib import Path
 
 from playwright.sync_api import Response, sync_playwright
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.servers import CHROMIUM_ARGS
+
 QUESTIONS = Path(__file__).resolve().parent.parent / "corpus" / "QUESTIONS.jsonl"
 
 
@@ -39,7 +32,7 @@ def main() -> None:
     lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
     questions = [json.loads(line)["question"] for line in lines][: args.questions]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=args.chromium, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page()
         sizes: dict[str, int] = {}
 

@@ -14,6 +14,29 @@ from pathlib import Path
 
 import httpx
 
+# Debian's Chromium as the page's test and benchmark start it: headless, as root, and without the
+# background connections this machine's closed network would refuse.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def rag_reindex(env: dict[str, str], cwd: Path) -> None:
+    """``rag reindex`` as its own process with these settings (RAG_* variables)."""
+    subprocess.run(
+        [sys.executable, "-m", "rag_cli", "reindex"],
+        env={**os.environ, **env},
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.api.test_ask_llm import openai_env
 from tests.llm_stub import TRICKLE_S
 from tests.servers import api_server, llm_stub
 
@@ -28,11 +29,7 @@ def stubbed(
     root = tmp_path_factory.mktemp("disconnect")
     with llm_stub(root) as stub:
         env = {
-            **indexed_docs,
-            "RAG_LLM__BACKEND": "openai",
-            "RAG_LLM__BASE_URL": f"{stub}/v1",
-            "RAG_LLM__TIMEOUT_S": "120",
-            "RAG_LLM__MAX_RETRIES": "0",
+            **openai_env(indexed_docs, stub, timeout_s="120", max_retries="0"),
             "RAG_API__MAX_CONCURRENT_ANSWERS": str(CLIENTS),
         }
         with api_server(root, env) as api:

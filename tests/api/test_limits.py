@@ -15,6 +15,7 @@ from subprocess import Popen
 import httpx
 import pytest
 
+from tests.api.test_ask_llm import openai_env
 from tests.api.test_http import assert_problem
 from tests.servers import api_process, llm_stub
 
@@ -154,11 +155,7 @@ def slow_llm(
     root = tmp_path_factory.mktemp("slow-llm")
     with llm_stub(root) as stub:
         env = {
-            **indexed_docs,
-            "RAG_LLM__BACKEND": "openai",
-            "RAG_LLM__BASE_URL": f"{stub}/v1",
-            "RAG_LLM__TIMEOUT_S": "90",
-            "RAG_LLM__MAX_RETRIES": "0",
+            **openai_env(indexed_docs, stub, timeout_s="90", max_retries="0"),
             "RAG_API__MAX_CONCURRENT_ANSWERS": "1",
             "RAG_API__ANSWER_QUEUE_TIMEOUT_S": "1",
             "RAG_API__REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
