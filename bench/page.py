@@ -14,13 +14,13 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
+from _common import REPO
 from playwright.sync_api import Response, sync_playwright
 
 from tests.servers import CHROMIUM_ARGS
 
-QUESTIONS = Path(__file__).resolve().parent.parent / "corpus" / "QUESTIONS.jsonl"
+QUESTIONS = REPO / "corpus" / "QUESTIONS.jsonl"
 
 
 def main() -> None:
