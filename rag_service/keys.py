@@ -40,6 +40,11 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOUCH_EVERY_S = 60.0
 
 
+def grants(held: Scope, needed: Scope) -> bool:
+    """``admin`` may do everything ``query`` may, and more."""
+    return held == "admin" or needed == "query"
+
+
 class KeyStoreError(ValueError):
     """A key cannot be created or revoked as asked (the message says why)."""
 
@@ -50,9 +55,6 @@ class ApiKey:
     scope: Scope
     created: str  # ISO 8601, UTC
     digest: str  # hex HMAC-SHA256 of the key
-
-    def allows(self, scope: Scope) -> bool:
-        return self.scope == "admin" or scope == "query"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from rag_service.errors import ConfigError, Forbidden, RateLimited, Unauthorized
-from rag_service.keys import KeyStore, Scope
+from rag_service.keys import KeyStore, Scope, grants
 from rag_service.settings import Settings
 
 
@@ -100,7 +100,7 @@ class Gate:
 
     def admit(self, request: Request, scope: Scope) -> Caller:
         caller = self._identify(request)
-        if not caller.scope == "admin" and scope == "admin":
+        if not grants(caller.scope, scope):
             raise Forbidden(f"the key {caller.name!r} has the query scope; this needs admin")
         self.limiter.take(caller.client)
         request.state.caller = caller.name  # for the access log

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.keys import PREFIX, KeyStore, KeyStoreError
+from rag_service.keys import PREFIX, KeyStore, KeyStoreError, grants
 
 pytestmark = pytest.mark.unit
 
@@ -22,9 +22,9 @@ def test_a_created_key_verifies_with_its_scope_and_is_never_stored(tmp_path: Pat
 
     found = store.verify(query)
     assert found is not None and found.name == "reader" and found.scope == "query"
-    assert found.allows("query") and not found.allows("admin")
+    assert grants(found.scope, "query") and not grants(found.scope, "admin")
     ops = store.verify(admin)
-    assert ops is not None and ops.allows("admin") and ops.allows("query")
+    assert ops is not None and grants(ops.scope, "admin") and grants(ops.scope, "query")
 
     on_disk = "".join(p.read_text() for p in tmp_path.iterdir() if p.is_file())
     assert query not in on_disk and admin not in on_disk
