@@ -116,5 +116,4 @@ class ServerBusy(RequestRefused):
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
         self.headers = {"Retry-After": str(retry_after_s)}
