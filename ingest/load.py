@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from ingest import encoding, office
 from rag_service.errors import DocumentUnreadable
 
 
@@ -20,18 +22,13 @@ class LoadedDocument:
     markdown: bool  # split on headings first
     body_start: int = 0  # where content starts (after Markdown front matter)
     page_starts: tuple[int, ...] = field(default=())  # PDF: offset in `text` where each page starts
+    encoding: str | None = None  # the codec a text format was decoded with; None for binary ones
 
 
-def _decode(source: str, data: bytes) -> str:
-    if b"\x00" in data:
-        raise DocumentUnreadable(source, "binary file (contains NUL bytes)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentUnreadable(
-            source, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+def _decode(source: str, data: bytes, *, html: bool = False) -> encoding.Decoded:
+    decoded = encoding.decode(source, data, html=html)
+    text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
+    return encoding.Decoded(text, decoded.encoding)
 
 
 def _require_text(source: str, text: str) -> None:
@@ -49,7 +46,8 @@ _FIRST_H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def load_markdown(source: str, data: bytes) -> LoadedDocument:
-    text = _decode(source, data)
+    decoded = _decode(source, data)
+    text = decoded.text
     _require_text(source, text)
     body_start = 0
     title = ""
@@ -61,23 +59,40 @@ def load_markdown(source: str, data: bytes) -> LoadedDocument:
         title = h1.group(1)
     _require_text(source, text[body_start:])
     return LoadedDocument(
-        source, title or _stem(source), text, markdown=True, body_start=body_start
+        source,
+        title or _stem(source),
+        text,
+        markdown=True,
+        body_start=body_start,
+        encoding=decoded.encoding,
     )
 
 
 def load_text(source: str, data: bytes) -> LoadedDocument:
-    text = _decode(source, data)
-    _require_text(source, text)
-    return LoadedDocument(source, _stem(source), text, markdown=False)
+    decoded = _decode(source, data)
+    _require_text(source, decoded.text)
+    return LoadedDocument(
+        source, _stem(source), decoded.text, markdown=False, encoding=decoded.encoding
+    )
 
 
 _BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 
 
 def load_html(source: str, data: bytes) -> LoadedDocument:
+    decoded = _decode(source, data, html=True)
+    title, text = _html_markdown(decoded.text)
+    _require_text(source, text)
+    return LoadedDocument(
+        source, title or _stem(source), text, markdown=True, encoding=decoded.encoding
+    )
+
+
+def _html_markdown(html: str) -> tuple[str, str]:
+    """The page's title (its <title>, else its first h1) and its text as Markdown."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(_decode(source, data), "html.parser")
+    soup = BeautifulSoup(html, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(["head", "title", "script", "style", "noscript", "template"]):
         tag.decompose()
@@ -86,10 +101,9 @@ def load_html(source: str, data: bytes) -> LoadedDocument:
         for heading in soup.find_all(f"h{level}"):
             heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
     text = _BLANK_RUNS.sub("\n\n", soup.get_text("\n")).strip()
-    _require_text(source, text)
     if not title and (h1 := _FIRST_H1.search(text)):
         title = h1.group(1)
-    return LoadedDocument(source, title or _stem(source), text, markdown=True)
+    return title, text
 
 
 def load_pdf(source: str, data: bytes) -> LoadedDocument:
@@ -120,6 +134,38 @@ def load_pdf(source: str, data: bytes) -> LoadedDocument:
     )
 
 
+def load_csv(source: str, data: bytes) -> LoadedDocument:
+    decoded = _decode(source, data)
+    text = office.table_text(csv.reader(io.StringIO(decoded.text)))
+    _require_text(source, text)
+    return LoadedDocument(source, _stem(source), text, markdown=True, encoding=decoded.encoding)
+
+
+def _office_loader(
+    convert: Callable[[str, bytes], tuple[str, str]],
+) -> Callable[[str, bytes], LoadedDocument]:
+    def load(source: str, data: bytes) -> LoadedDocument:
+        text, title = convert(source, data)
+        _require_text(source, text)
+        if not title and (h1 := _FIRST_H1.search(text)):
+            title = h1.group(1)
+        return LoadedDocument(source, title.strip() or _stem(source), text, markdown=True)
+
+    return load
+
+
+def load_epub(source: str, data: bytes) -> LoadedDocument:
+    chapters, title = office.epub_chapters(source, data)
+    # Each chapter is XHTML with its own declared encoding; one that cannot be read spoils the
+    # book, as a book with a missing chapter would be cited as if whole.
+    pages = [_html_markdown(_decode(source, chapter, html=True).text)[1] for chapter in chapters]
+    text = "\n\n".join(page for page in pages if page)
+    _require_text(source, text)
+    if not title and (h1 := _FIRST_H1.search(text)):
+        title = h1.group(1)
+    return LoadedDocument(source, title or _stem(source), text, markdown=True)
+
+
 LOADERS: dict[str, Callable[[str, bytes], LoadedDocument]] = {
     ".md": load_markdown,
     ".markdown": load_markdown,
@@ -128,6 +174,11 @@ LOADERS: dict[str, Callable[[str, bytes], LoadedDocument]] = {
     ".html": load_html,
     ".htm": load_html,
     ".pdf": load_pdf,
+    ".csv": load_csv,
+    ".docx": _office_loader(office.docx_markdown),
+    ".pptx": _office_loader(office.pptx_markdown),
+    ".xlsx": _office_loader(office.xlsx_markdown),
+    ".epub": load_epub,
 }
 
 
