@@ -32,7 +32,7 @@ from _common import EVAL_DIR, REPO
 from evaluation.metrics import percentile
 from evaluation.runner import prepared_set
 from ingest.generation import write_generation
-from ingest.reindex import collection_name
+from rag_service.collections import DEFAULT, store_name
 from rag_service.index_state import IndexState, SourceEntry, index_fingerprint
 from rag_service.settings import Settings
 from rag_service.stores import open_store
@@ -98,7 +98,8 @@ def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray)
     """Commit the chunks and their vectors as generation 1: into the store `settings` names,
     and the pointer, manifest and BM25 files under its data dir, as `rag reindex` writes them."""
     fingerprint = index_fingerprint(settings)
-    collection = collection_name(settings, fingerprint)
+    collection = store_name(settings.store.collection_prefix, DEFAULT, fingerprint)
+    state = IndexState(settings.data_dir)
     manifest: dict[str, SourceEntry] = {}
     for c in all_chunks:
         manifest.setdefault(c.source, SourceEntry("synthetic", c.title, [])).chunk_ids.append(c.id)
@@ -107,6 +108,7 @@ def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray)
     try:
         write_generation(
             settings,
+            state,
             store,
             1,
             manifest,
@@ -115,7 +117,7 @@ def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray)
         )
     finally:
         store.close()
-    IndexState(settings.data_dir).commit(collection, 1, fingerprint, manifest)
+    state.commit(collection, 1, fingerprint, manifest)
 
 
 def server(

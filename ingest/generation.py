@@ -25,6 +25,7 @@ VectorsFn = Callable[[Sequence[Chunk]], Vectors]  # one row per chunk, in order
 
 def write_generation(
     settings: Settings,
+    state: IndexState,
     store: VectorStore,
     generation: int,
     manifest: Manifest,
@@ -44,11 +45,12 @@ def write_generation(
     _add(store, add, generation, vectors, step=settings.embedder.batch_size * 16, progress=progress)
     store.update_metadata(relabel)
     store.retire(retire, generation)
-    build_bm25(settings, store, generation, manifest, {c.id: c for c in (*known, *add)})
+    build_bm25(settings, state, store, generation, manifest, {c.id: c for c in (*known, *add)})
 
 
 def build_bm25(
     settings: Settings,
+    state: IndexState,
     store: VectorStore,
     generation: int,
     manifest: Manifest,
@@ -56,7 +58,6 @@ def build_bm25(
 ) -> None:
     """Write the BM25 index of `generation`: tokens come from the cache, the new chunks, or
     (for chunks indexed before the cache existed) the store."""
-    state = IndexState(settings.data_dir)
     backend = settings.retrieval.bm25_backend
     sources = sorted(manifest)
     ids = [cid for source in sources for cid in manifest[source].chunk_ids]

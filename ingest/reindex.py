@@ -15,14 +15,17 @@ run adopts the vectors it had already written and discards the rest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ingest.files import SkippedPath
 from ingest.generation import ProgressFn, build_bm25, write_generation
+from ingest.load import is_supported
 from ingest.scan import FailedSource, Scan, scan
 from ingest.split import Splitter
+from rag_service.collections import DEFAULT, Collections, store_name
 from rag_service.embedders import build_embedder
 from rag_service.errors import ConfigError
 from rag_service.index_state import IndexPointer, IndexState, Manifest, index_fingerprint
@@ -95,49 +98,55 @@ class ReindexReport:
         }
 
 
-def collection_name(settings: Settings, fingerprint: str) -> str:
-    return f"{settings.store.collection_prefix}-{fingerprint[:16]}"
-
-
 def reindex(
     settings: Settings,
     root: Path | None = None,
     *,
+    collection: str = DEFAULT,
     embedder: Embedder | None = None,
     dry_run: bool = False,
     progress: ProgressFn | None = None,
 ) -> ReindexReport:
-    root = (root or settings.corpus_dir).resolve()
-    if not root.is_dir():
-        raise ConfigError(f"not a folder: {root}")
+    """Make ``collection`` hold what ``root`` holds. ``root`` may be left out for a collection
+    that has a folder (``default``: ``RAG_CORPUS_DIR``; a managed one: its own)."""
+    if root is None and collection == DEFAULT:
+        root = settings.corpus_dir
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"not a folder: {root.resolve()}")
     if embedder is not None and embedder.model_id != settings.embedder.model:
         raise ConfigError(
             f"embedder {embedder.model_id!r} does not match the setting {settings.embedder.model!r}"
         )
-    state = IndexState(settings.data_dir)
+    collections = Collections(settings.data_dir, settings.corpus_dir)
+    state = IndexState(collections.root(collection))
     with state.reindex_lock():
+        target = collections.for_reindex(collection, root, record=not dry_run)
         pointer = state.current()
         fingerprint = index_fingerprint(settings)
         rebuild = pointer is None or pointer.fingerprint != fingerprint
         previous = {} if rebuild or pointer is None else state.manifest(pointer)
-        scanned = scan(root, previous, Splitter(settings.chunking), settings.ingest.max_file_bytes)
+        scanned = scan(
+            target.folder, previous, Splitter(settings.chunking), settings.ingest.max_file_bytes
+        )
         planned = plan(previous, scanned)
         reused, generation = 0, None
         if not dry_run and pointer is not None and not rebuild and not planned.changed:
             _ensure_bm25(settings, state, pointer, previous)
         elif not dry_run:
             generation = (pointer.generation if pointer else 0) + 1
-            collection = collection_name(settings, fingerprint)
+            name = store_name(settings.store.collection_prefix, collection, fingerprint)
             committed = 0 if rebuild or pointer is None else pointer.generation
             reused = _write(
-                settings, collection, committed, generation, planned, scanned, embedder, progress
+                settings, state, name, committed, generation, planned, scanned, embedder, progress
             )
-            state.commit(collection, generation, fingerprint, planned.manifest)
+            state.commit(name, generation, fingerprint, planned.manifest)
             log.info("committed generation %d: %d chunks", generation, planned.chunks_total)
-            if pointer is not None and pointer.collection != collection:
+            if pointer is not None and pointer.collection != name:
                 old_store = open_store(settings, pointer.collection)
                 old_store.drop()
                 old_store.close()
+        if not dry_run:
+            state.record_failures({f.path: f.error for f in scanned.failed})
     return ReindexReport(
         added=scanned.added,
         updated=scanned.updated,
@@ -157,6 +166,7 @@ def reindex(
 
 def _write(
     settings: Settings,
+    state: IndexState,
     collection: str,
     committed: int,
     generation: int,
@@ -174,6 +184,7 @@ def _write(
         model = embedder or build_embedder(settings.embedder)
         write_generation(
             settings,
+            state,
             store,
             generation,
             planned.manifest,
@@ -199,6 +210,29 @@ def _ensure_bm25(
         return
     store = open_store(settings, pointer.collection)
     try:
-        build_bm25(settings, store, pointer.generation, manifest, {})
+        build_bm25(settings, state, store, pointer.generation, manifest, {})
     finally:
         store.close()
+
+
+class FolderIndexer:
+    """The ``Indexer`` the API's document jobs run: this reindex, with the service's embedder."""
+
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+        self._settings = settings
+        self._embedder = embedder
+
+    def reindex(
+        self, collection: str, folder: Path, progress: Callable[[int, int], None]
+    ) -> dict[str, Any]:
+        report = reindex(
+            self._settings,
+            folder,
+            collection=collection,
+            embedder=self._embedder,
+            progress=progress,
+        )
+        return report.summary()
+
+    def supports(self, source: str) -> bool:
+        return is_supported(source)

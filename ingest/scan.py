@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ingest.files import SkippedPath, list_sources, read_source
@@ -72,7 +73,14 @@ def scan(root: Path, previous: Manifest, splitter: Splitter, max_bytes: int) -> 
             log.debug("cannot index %s", source, exc_info=True)
             error = f"cannot index: {type(exc).__name__}: {str(exc)[:200]}"
         else:
-            manifest[source] = SourceEntry(digest, doc.title, [c.id for c in pieces])
+            manifest[source] = SourceEntry(
+                digest,
+                doc.title,
+                [c.id for c in pieces],
+                bytes=len(data),
+                indexed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                encoding=doc.encoding,
+            )
             chunks.extend(pieces)
             (added if old is None else updated).append(source)
             continue

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from rag_cli import docs
 from rag_service.errors import RagError
 from rag_service.keys import KeyStore, KeyStoreError
 from rag_service.logs import configure_logging
@@ -34,6 +35,11 @@ def _fail(exc: RagError) -> typer.Exit:
     return typer.Exit(2)
 
 
+CollectionOption = Annotated[
+    str, typer.Option("--collection", "-c", help="The collection (default: default).")
+]
+
+
 @app.command()
 def reindex(
     path: Annotated[
@@ -46,8 +52,12 @@ def reindex(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 if any file could not be indexed.")
     ] = False,
+    collection: CollectionOption = "default",
 ) -> None:
-    """Bring the index in line with a folder: embed new and changed files, drop removed ones."""
+    """Bring the index in line with a folder: embed new and changed files, drop removed ones.
+
+    A named collection is made on first use, mirroring PATH; a managed one (made over the API)
+    is reindexed from its own folder, without PATH."""
     from ingest.reindex import reindex as run_reindex
 
     interactive = sys.stderr.isatty() and not as_json
@@ -61,11 +71,12 @@ def reindex(
                 report = run_reindex(
                     settings,
                     path,
+                    collection=collection,
                     dry_run=dry_run,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
         else:
-            report = run_reindex(settings, path, dry_run=dry_run)
+            report = run_reindex(settings, path, collection=collection, dry_run=dry_run)
     except RagError as exc:
         raise _fail(exc) from exc
 
@@ -99,17 +110,18 @@ def reindex(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
+    collection: CollectionOption = "default",
 ) -> None:
     """Print the passages that best match a query."""
     from rag_service.embedders import build_embedder
     from rag_service.rerankers import build_reranker
-    from rag_service.serving import SearchService
+    from rag_service.serving import Library
 
     settings = _settings(verbose=False)
     try:
         embedder = build_embedder(settings.embedder)
         reranker = build_reranker(settings.retrieval)
-        result = SearchService(settings, embedder, reranker).search(query, top_k)
+        result = Library(settings, embedder, reranker).search(collection).search(query, top_k)
     except RagError as exc:
         raise _fail(exc) from exc
     for rank, hit in enumerate(result.passages, start=1):
@@ -125,20 +137,22 @@ def ask(
         int | None, typer.Option("--top-k", "-k", min=1, max=20, help="Passages in the prompt.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    collection: CollectionOption = "default",
 ) -> None:
     """Answer a question from the indexed documents, with its sources."""
     from rag_service.answering import Question, build_answer_service
     from rag_service.api.schemas import AskResponse
     from rag_service.embedders import build_embedder
     from rag_service.rerankers import build_reranker
-    from rag_service.serving import SearchService
+    from rag_service.serving import Library
 
     settings = _settings(verbose=False)
     params = settings.llm.generation_params()
     try:
-        search_service = SearchService(
+        library = Library(
             settings, build_embedder(settings.embedder), build_reranker(settings.retrieval)
         )
+        search_service = library.search(collection)
         answer = build_answer_service(settings, search_service).ask(
             Question(question, params, top_k)
         )
@@ -230,6 +244,7 @@ def serve(
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    from ingest.reindex import FolderIndexer
     from rag_service.api.app import create_app
 
     settings = _settings(verbose=True)
@@ -239,7 +254,7 @@ def serve(
     )
     settings = settings.model_copy(update={"api": api})
     try:
-        application = create_app(settings)
+        application = create_app(settings, FolderIndexer)
     except RagError as exc:
         raise _fail(exc) from exc
     uvicorn.run(
@@ -250,6 +265,8 @@ def serve(
         access_log=False,  # the API logs each request itself, with its request id
     )
 
+
+app.add_typer(docs.app, name="docs")
 
 keys = typer.Typer(help="API keys: needed when the server binds beyond loopback.")
 app.add_typer(keys, name="keys")

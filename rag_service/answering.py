@@ -148,6 +148,10 @@ class AnswerService:
         self._settings = settings
         self._fallback = fallback
 
+    def over(self, search: SearchService) -> AnswerService:
+        """The same answerer (one LLM, one set of prompts) over another collection's index."""
+        return AnswerService(search, self.llm, self._prompts, self._settings, self._fallback)
+
     def _threshold(self, language: str) -> float:
         s = self._settings
         return s.min_coverage_zh if language == "zh" else s.min_coverage_en

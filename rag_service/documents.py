@@ -9,10 +9,9 @@ manifest, never a path opened on disk, so no request can reach a file the index 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from rag_service.errors import BadRequest, NotFound
-from rag_service.index_state import IndexState
 from rag_service.serving import SearchService
 
 
@@ -52,10 +51,10 @@ def _stitch(pieces: list[tuple[int, str]]) -> str:
     return "".join(out)
 
 
-def read_document(search: SearchService, data_dir: Path, source: str) -> DocumentText:
+def read_document(search: SearchService, source: str) -> DocumentText:
     check_source(source)
     with search.current() as served:
-        entry = IndexState(data_dir).manifest(served.pointer).get(source)
+        entry = search.state.manifest(served.pointer).get(source)
         if entry is None:
             raise NotFound(f"no document {source!r} in the served index")
         chunks = served.store.get(entry.chunk_ids)

@@ -16,6 +16,7 @@ RagError
 └── RequestRefused         the request breaks one of the server's bounds
     ├── HostNotAllowed     the Host header names a host this server does not serve (400)
     ├── BodyTooLarge       the body is larger than RAG_API__MAX_BODY_BYTES         (413)
+    ├── LengthRequired     an upload without Content-Length                        (411)
     ├── BodyTimeout        the body did not arrive within RAG_API__BODY_TIMEOUT_S  (408)
     ├── RequestTimeout     no response began within RAG_API__REQUEST_TIMEOUT_S     (504)
     └── ServerBusy         every answer slot stayed busy for the queue's timeout   (503)
@@ -99,6 +100,10 @@ class HostNotAllowed(RequestRefused):
 class BodyTooLarge(RequestRefused):
     # The rest of the body is not read, so the connection cannot carry another request.
     headers = MappingProxyType({"Connection": "close"})
+
+
+class LengthRequired(RequestRefused):
+    pass
 
 
 class BodyTimeout(RequestRefused):

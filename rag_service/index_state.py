@@ -8,6 +8,7 @@ Layout under ``data_dir``::
     bm25/tokens.sqlite                tokens by chunk id, so reindexing tokenises only new chunks
     chroma/                           the embedded Chroma database
     reindex.lock                      held by the one reindex allowed at a time
+    failures.json                     the files the last reindex could not read, and why
 
 A reindex writes its manifest first and then replaces ``CURRENT.json`` atomically; until that
 rename, readers keep serving the previous generation, whatever happens to the reindex.
@@ -50,6 +51,10 @@ class SourceEntry:
     sha256: str
     title: str
     chunk_ids: list[str] = field(default_factory=list)
+    # Recorded since documents are managed over HTTP; manifests written before read as unknown.
+    bytes: int | None = None
+    indexed_at: str = ""
+    encoding: str | None = None  # the text encoding it was read in; None for binary formats
 
 
 Manifest = dict[str, SourceEntry]
@@ -65,7 +70,7 @@ class IndexPointer:
     committed_at: str
 
 
-def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
+def write_atomically(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(payload, fh, ensure_ascii=False, sort_keys=True)
@@ -118,7 +123,7 @@ class IndexState:
         self, collection: str, generation: int, fingerprint: str, manifest: Manifest
     ) -> IndexPointer:
         self.manifest_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(
+        write_atomically(
             self._manifest_path(collection, generation),
             {"sources": {source: asdict(entry) for source, entry in sorted(manifest.items())}},
         )
@@ -131,7 +136,7 @@ class IndexState:
             chunks=sum(len(entry.chunk_ids) for entry in manifest.values()),
             committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        _write_atomically(self.pointer_path, asdict(pointer))
+        write_atomically(self.pointer_path, asdict(pointer))
         self._remove_files_except(pointer, previous)
         return pointer
 
@@ -145,6 +150,21 @@ class IndexState:
             for path in self.bm25_dir.iterdir():
                 if path.is_dir() and path.name.rsplit(".", 1)[0] not in stems:
                     shutil.rmtree(path, ignore_errors=True)
+
+    def record_failures(self, failed: dict[str, str]) -> None:
+        """What the last (not dry) reindex could not read, source -> reason: the documents
+        listing shows it beside the manifest, which keeps serving a failed file's old chunks.
+        Written only when it changes: a reindex that finds nothing new writes nothing."""
+        if failed != self.last_failures():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.data_dir / "failures.json", {"failed": failed})
+
+    def last_failures(self) -> dict[str, str]:
+        try:
+            raw = json.loads((self.data_dir / "failures.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        return {str(k): str(v) for k, v in raw["failed"].items()}
 
     @contextlib.contextmanager
     def reindex_lock(self) -> Iterator[None]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -152,4 +153,21 @@ class LLM(Protocol):
 
     def close(self) -> None:
         """Release what it holds (files, connections); it is not used afterwards."""
+        ...
+
+
+class Indexer(Protocol):
+    """Brings a collection's index up to date with its folder: ``ingest``'s incremental reindex,
+    which the API's document jobs run (``rag_service`` does not import ``ingest``; the CLI
+    hands it in)."""
+
+    def reindex(
+        self, collection: str, folder: Path, progress: Callable[[int, int], None]
+    ) -> dict[str, Any]:
+        """The summary ``rag reindex --json`` prints; ``IndexBusy`` if another reindex of the
+        collection is running."""
+        ...
+
+    def supports(self, source: str) -> bool:
+        """Whether a file of this name would be read (by its extension)."""
         ...

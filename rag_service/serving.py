@@ -7,8 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from rag_service.errors import IndexNotReady
+from rag_service.collections import DEFAULT, Collections
+from rag_service.errors import IndexNotReady, NotFound
 from rag_service.index_state import IndexPointer, IndexState, index_fingerprint
 from rag_service.protocols import Embedder, Reranker, VectorStore
 from rag_service.retrieval.bm25 import Bm25Index, Bm25Retriever
@@ -69,12 +71,16 @@ class SearchService:
         embedder: Embedder,
         reranker: Reranker | None = None,
         on_timings: Callable[[SearchTimings], None] | None = None,
+        *,
+        root: Path | None = None,
     ) -> None:
-        """``on_timings`` receives each search's stage timings: the metrics' feed."""
+        """``on_timings`` receives each search's stage timings: the metrics' feed. ``root``
+        holds the collection's index state (default: the data directory, the ``default``
+        collection)."""
         self._settings = settings
         self._embedder = embedder
         self._reranker = reranker
-        self._state = IndexState(settings.data_dir)
+        self.state = IndexState(root or settings.data_dir)
         self._fingerprint = index_fingerprint(settings)
         self._lock = threading.Condition()
         self._held: _Held | None = None
@@ -85,11 +91,11 @@ class SearchService:
     def _stamped_pointer(self) -> tuple[tuple[int, int], IndexPointer]:
         """The committed pointer and the stamp of that very file (a commit may land between)."""
         while True:
-            stamp = self._state.pointer_stamp()
-            pointer = self._state.current()
+            stamp = self.state.pointer_stamp()
+            pointer = self.state.current()
             if stamp is None or pointer is None:
                 raise IndexNotReady(_NO_INDEX)
-            if self._state.pointer_stamp() == stamp:
+            if self.state.pointer_stamp() == stamp:
                 return stamp, pointer
 
     def _load(self) -> tuple[tuple[int, int], ServedIndex]:
@@ -100,7 +106,7 @@ class SearchService:
                 "run `rag reindex` with this service's settings"
             )
         backend = self._settings.retrieval.bm25_backend
-        bm25_path = self._state.bm25_path(pointer.collection, pointer.generation, backend)
+        bm25_path = self.state.bm25_path(pointer.collection, pointer.generation, backend)
         if not bm25_path.exists():
             raise IndexNotReady(f"the {backend} index is missing; run `rag reindex`")
         bm25 = Bm25Index.load(bm25_path, backend)
@@ -117,7 +123,7 @@ class SearchService:
     def _acquire(self) -> _Held:
         with self._lock:
             while True:
-                stamp = self._state.pointer_stamp()
+                stamp = self.state.pointer_stamp()
                 if stamp is None:
                     raise IndexNotReady(_NO_INDEX)
                 held = self._held
@@ -177,7 +183,7 @@ class SearchService:
         return held.served.pointer if held is not None else None
 
     def committed_pointer(self) -> IndexPointer | None:
-        return self._state.current()
+        return self.state.current()
 
     def close(self) -> None:
         """Stop serving; the generation is closed now, or when its last reader leaves."""
@@ -202,3 +208,57 @@ class SearchService:
         return SearchResult(
             retrieval.passages, served.pointer, retrieval.language, retrieval.timings
         )
+
+
+class Library:
+    """The search service of every collection, opened on a collection's first request and
+    closed when it is deleted. Each follows its own collection's generations."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        reranker: Reranker | None = None,
+        on_timings: Callable[[SearchTimings], None] | None = None,
+    ) -> None:
+        self.collections = Collections(settings.data_dir, settings.corpus_dir)
+        self._settings, self._embedder = settings, embedder
+        self._reranker, self._on_timings = reranker, on_timings
+        self._services: dict[str, SearchService] = {DEFAULT: self._open(settings.data_dir)}
+        self._lock = threading.Lock()
+
+    def _open(self, root: Path) -> SearchService:
+        return SearchService(
+            self._settings, self._embedder, self._reranker, self._on_timings, root=root
+        )
+
+    @property
+    def default(self) -> SearchService:
+        return self._services[DEFAULT]
+
+    def search(self, name: str) -> SearchService:
+        """``NotFound`` if there is no such collection (any more: another process may have
+        deleted it, so this is checked on every call; it is one small file read)."""
+        if not self.collections.exists(name):
+            self.forget(name)
+            raise NotFound(f"no collection {name!r}; GET /v1/collections lists them")
+        with self._lock:
+            service = self._services.get(name)
+            if service is None:
+                service = self._services[name] = self._open(self.collections.root(name))
+            return service
+
+    def forget(self, name: str) -> None:
+        """Stop serving a deleted collection (its readers finish first)."""
+        if name == DEFAULT:
+            return
+        with self._lock:
+            service = self._services.pop(name, None)
+        if service is not None:
+            service.close()
+
+    def close(self) -> None:
+        with self._lock:
+            services, self._services = list(self._services.values()), {}
+        for service in services:
+            service.close()

@@ -185,6 +185,18 @@ class ApiSettings(BaseModel):
     request_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a response to start, else 504."
     )
+    # Uploads (PUT/POST .../documents) are streamed to disk, not held in memory, so their bound
+    # is their own; one file is also bounded by RAG_INGEST__MAX_FILE_BYTES.
+    max_upload_bytes: int = Field(
+        100 * 2**20, ge=1024, description="Largest document upload request (bytes), else 413."
+    )
+    max_upload_files: int = Field(100, ge=1, description="Files in one multipart upload.")
+    upload_timeout_s: float = Field(
+        600.0, gt=0, description="An upload's body must arrive within this, else 408."
+    )
+    max_queued_jobs: int = Field(
+        100, ge=1, description="Document jobs waiting at once; more get 503 with Retry-After."
+    )
     max_concurrent_answers: int = Field(
         4, ge=1, description="Answers generated at once; more wait in a queue."
     )

@@ -19,13 +19,25 @@ from rag_service.api.errors import install_error_handlers
 from rag_service.api.limits import AnswerSlots, RequestLimits
 from rag_service.api.metrics import ApiMetrics
 from rag_service.api.openapi import install_openapi
-from rag_service.api.routes import ask, chat, documents, health, keys, pages, search
+from rag_service.api.routes import (
+    ask,
+    chat,
+    collections,
+    documents,
+    health,
+    jobs,
+    keys,
+    pages,
+    search,
+)
 from rag_service.embedders import build_embedder
 from rag_service.errors import RagError
+from rag_service.jobs import JobRunner
 from rag_service.logs import request_id
+from rag_service.protocols import Embedder, Indexer
 from rag_service.rerankers import build_reranker
 from rag_service.retrieval.tokenize import tokenize
-from rag_service.serving import SearchService
+from rag_service.serving import Library, SearchService
 from rag_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,16 +65,25 @@ def _load_index(search: SearchService) -> None:
         log.warning("not serving an index yet: %s", exc)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Indexer]) -> FastAPI:
+    """``indexer`` builds what document jobs run (``ingest.reindex.FolderIndexer``: the service
+    does not import ``ingest``, whose imports run the other way)."""
     metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedder = build_embedder(settings.embedder)
         reranker = build_reranker(settings.retrieval)
-        search = SearchService(settings, embedder, reranker, on_timings=metrics.observe_search)
+        library = Library(settings, embedder, reranker, on_timings=metrics.observe_search)
+        search = library.default
         answers = build_answer_service(settings, search)
+        app.state.indexer = indexer(settings, embedder)
+        runner = JobRunner(
+            settings.data_dir / "jobs",
+            library.collections,
+            app.state.indexer,
+            max_queued=settings.api.max_queued_jobs,
+        )
         metrics.watch_index(search)
         # Load models now, not on the first request.
         await anyio.to_thread.run_sync(embedder.warm_up)
@@ -73,9 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(tokenize, "预热 warm-up")
         await anyio.to_thread.run_sync(embedder.embed_query, "warm-up")
         await anyio.to_thread.run_sync(_load_index, search)
-        app.state.search, app.state.answers = search, answers
+        app.state.library, app.state.answers, app.state.jobs = library, answers, runner
+        runner.start()  # resumes the jobs a stopped server left unfinished
         yield
-        search.close()
+        await anyio.to_thread.run_sync(runner.close)
+        library.close()
         answers.llm.close()
         if reranker is not None:
             reranker.close()
@@ -96,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.api.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
@@ -146,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(chat.router)
     app.include_router(documents.router)
+    app.include_router(collections.router)
+    app.include_router(jobs.router)
     app.include_router(pages.router)
     pages.mount_static(app)
     return app

@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from rag_service.answering import AnswerService
 from rag_service.api.limits import AnswerSlots
 from rag_service.api.metrics import ApiMetrics
-from rag_service.serving import SearchService
+from rag_service.jobs import JobRunner
+from rag_service.protocols import Indexer
+from rag_service.serving import Library, SearchService
 from rag_service.settings import Settings
 
 
@@ -22,12 +24,36 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+def get_library(request: Request) -> Library:
+    library: Library = request.app.state.library
+    return library
+
+
+LibraryDep = Annotated[Library, Depends(get_library)]
+
+
 def get_search(request: Request) -> SearchService:
-    service: SearchService = request.app.state.search
-    return service
+    """The default collection's search (readiness, metrics, the document view's default)."""
+    return get_library(request).default
 
 
 SearchDep = Annotated[SearchService, Depends(get_search)]
+
+
+def get_jobs(request: Request) -> JobRunner:
+    jobs: JobRunner = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+
+
+def get_indexer(request: Request) -> Indexer:
+    indexer: Indexer = request.app.state.indexer
+    return indexer
+
+
+IndexerDep = Annotated[Indexer, Depends(get_indexer)]
 
 
 def get_answers(request: Request) -> AnswerService:

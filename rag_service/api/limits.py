@@ -7,7 +7,11 @@
   past the limit, 408 when the body is late; either way the rest is never read and the
   connection is closed, so neither a huge nor a trickling body holds memory or a worker;
 - a response must begin within ``request_timeout_s``, else 504 (a stream, once begun, is bounded
-  by the LLM's own timeout).
+  by the LLM's own timeout);
+- document uploads (``PUT``/``POST`` under ``/v1/collections/{name}/documents``) are the one
+  exception to reading ahead: their bodies may be far larger, so they are streamed to disk by
+  the route instead, bounded by ``max_upload_bytes`` (413 here already when ``Content-Length``
+  says more) and ``upload_timeout_s``.
 
 Plain ASGI rather than ``BaseHTTPMiddleware``: the body has to be counted as it arrives, and a
 pure middleware passes streamed responses and disconnects through untouched.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 
 import anyio
 from starlette.requests import Request
@@ -34,6 +39,7 @@ from rag_service.errors import (
 )
 from rag_service.settings import Settings
 
+_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents(/.*)?")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 
@@ -83,18 +89,27 @@ class RequestLimits:
         self.max_body = settings.api.max_body_bytes
         self.body_timeout_s = settings.api.body_timeout_s
         self.request_timeout_s = settings.api.request_timeout_s
+        self.max_upload = settings.api.max_upload_bytes
+        self.upload_timeout_s = settings.api.upload_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope["method"] in ("PUT", "POST") and _UPLOAD_PATH.fullmatch(scope["path"])
         try:
             self._check_host(scope)
-            body = await self._read_body(scope, receive)
+            if upload:
+                self._check_length(scope, self.max_upload)
+            else:
+                body = await self._read_body(scope, receive)
         except _Refused as refused:
             await domain_problem(Request(scope), refused.error)(scope, receive, send)
             return
-        await self._respond_in_time(scope, _replay(body, receive), send)
+        if upload:  # the route reads it as it arrives, within upload_timeout_s
+            await self._respond_in_time(scope, receive, send, self.upload_timeout_s)
+        else:
+            await self._respond_in_time(scope, _replay(body, receive), send)
 
     def _check_host(self, scope: Scope) -> None:
         if self.hosts is None:
@@ -109,10 +124,13 @@ class RequestLimits:
                 )
             )
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    def _check_length(self, scope: Scope, limit: int) -> None:
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            raise _Refused(self._too_large())
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise _Refused(BodyTooLarge(f"the request body is larger than {limit} bytes"))
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        self._check_length(scope, self.max_body)
         chunks: list[bytes] = []
         size = 0
         with anyio.move_on_after(self.body_timeout_s) as deadline:
@@ -136,7 +154,11 @@ class RequestLimits:
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(f"the request body is larger than {self.max_body} bytes")
 
-    async def _respond_in_time(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _respond_in_time(
+        self, scope: Scope, receive: Receive, send: Send, body_s: float = 0.0
+    ) -> None:
+        """``body_s``: time the route itself spends reading the body, on top of the limit."""
+        timeout_s = self.request_timeout_s + body_s
         started = anyio.Event()
         late = False
 
@@ -149,12 +171,12 @@ class RequestLimits:
 
         async def watchdog() -> None:
             nonlocal late
-            with anyio.move_on_after(self.request_timeout_s):
+            with anyio.move_on_after(timeout_s):
                 await started.wait()
                 return
             late = True
             error = RequestTimeout(
-                f"no response within {self.request_timeout_s:g} s (RAG_API__REQUEST_TIMEOUT_S)"
+                f"no response within {timeout_s:g} s (RAG_API__REQUEST_TIMEOUT_S)"
             )
             await domain_problem(Request(scope), error)(scope, receive, send)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from rag_service.answering import Answer
+from rag_service.collections import NAME
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters
 from rag_service.types import NO_PAGE
 
@@ -30,6 +32,13 @@ WHOLE = BeforeValidator(_whole_number)
 QueryText = Annotated[
     str, Field(min_length=1, max_length=4000, pattern=r"\S"), AfterValidator(_not_blank)
 ]
+
+
+# Which collection a request reads; `default` when none is named, so older calls keep working.
+CollectionField = Annotated[
+    str, Field(pattern=f"^{NAME.pattern}$", max_length=48, description="The collection to read.")
+]
+CollectionQuery = Annotated[str, Query(pattern=f"^{NAME.pattern}$", max_length=48)]
 
 
 # Bounds on filters: an unbounded list once cost ~440 MB of memory per request.

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation.modes import GenerationMode
 
+from ingest.reindex import FolderIndexer
 from rag_service.api.app import create_app
+from rag_service.settings import Settings
 from tests.api.test_http import assert_problem
 from tests.servers import api_server
 
@@ -111,7 +113,7 @@ OPERATIONS = {
     op.label: op
     for op in (
         result.ok()
-        for result in schemathesis.openapi.from_dict(create_app().openapi()).get_all_operations()
+        for result in schemathesis.openapi.from_dict(create_app(Settings(), FolderIndexer).openapi()).get_all_operations()
     )
 }
 
@@ -129,6 +131,15 @@ def test_every_operation_is_fuzzed() -> None:
         "POST /v1/chat/completions",
         "GET /documents/{source}",
         "GET /v1/documents/{source}",
+        "GET /v1/collections",
+        "PUT /v1/collections/{name}",
+        "DELETE /v1/collections/{name}",
+        "GET /v1/collections/{name}/documents",
+        "POST /v1/collections/{name}/documents",
+        "GET /v1/collections/{name}/documents/{path}",
+        "PUT /v1/collections/{name}/documents/{path}",
+        "DELETE /v1/collections/{name}/documents/{path}",
+        "GET /v1/jobs/{job_id}",
     }
 
 

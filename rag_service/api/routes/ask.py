@@ -19,11 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.answering import Answer, AnswerService, Delta, Question
 from rag_service.api.auth import QUERY
-from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep, SettingsDep
+from rag_service.api.deps import AnswerDep, AnswerSlot, LibraryDep, MetricsDep, SettingsDep
 from rag_service.api.errors import kind_of, problem_body
 from rag_service.api.metrics import ApiMetrics
-from rag_service.api.schemas import WHOLE, AskResponse, Filters, Passage, QueryText
+from rag_service.api.schemas import (
+    WHOLE,
+    AskResponse,
+    CollectionField,
+    Filters,
+    Passage,
+    QueryText,
+)
 from rag_service.api.streaming import ClosingStreamingResponse
+from rag_service.collections import DEFAULT
 from rag_service.errors import RagError
 from rag_service.settings import LLMSettings
 from rag_service.types import GenerationParams, Message
@@ -54,6 +62,7 @@ class AskRequest(BaseModel):
     max_tokens: Annotated[int, Field(ge=1, le=8192), WHOLE] | None = None
     history: list[Turn] = Field(default_factory=list, max_length=20)
     include_prompt: bool = Field(False, description="Return the messages sent to the LLM.")
+    collection: CollectionField = DEFAULT
 
     def to_question(self, defaults: LLMSettings) -> Question:
         params = GenerationParams(
@@ -154,8 +163,10 @@ def ask(
     service: AnswerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    library: LibraryDep,
     _: AnswerSlot,
 ) -> AskResponse | StreamingResponse:
+    service = service.over(library.search(body.collection))
     question = body.to_question(settings.llm)
     if body.stream:
         return _stream(request, service, metrics, body, question)

@@ -38,13 +38,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.answering import Answer, Delta, Question
 from rag_service.api.auth import QUERY
-from rag_service.api.deps import AnswerDep, AnswerSlot, MetricsDep, SettingsDep
+from rag_service.api.deps import AnswerDep, AnswerSlot, LibraryDep, MetricsDep, SettingsDep
 from rag_service.api.errors import kind_of
 from rag_service.api.routes.ask import AskRequest, Turn
 from rag_service.api.routes.documents import citation_url
 from rag_service.api.schemas import CitationOut, Filters
 from rag_service.api.streaming import ClosingStreamingResponse
+from rag_service.collections import DEFAULT, NAME
 from rag_service.errors import BadRequest, NotFound, RagError
+from rag_service.settings import Settings
 from rag_service.types import Chunk, Citation
 
 log = logging.getLogger(__name__)
@@ -164,14 +166,15 @@ class SourceOut(CitationOut):
 class Frame:
     """What every response and chunk of one completion shares, and its citation links."""
 
-    def __init__(self, request: Request, model: str) -> None:
+    def __init__(self, request: Request, model: str, collection: str) -> None:
         self.request = request
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
+        self.collection = collection
 
     def url(self, source: str, start: int, end: int) -> str:
-        return citation_url(self.request, source, start, end)
+        return citation_url(self.request, source, start, end, self.collection)
 
     def sources(self, answer: Answer) -> list[SourceOut]:
         return [
@@ -308,13 +311,36 @@ def _completion(frame: Frame, answer: Answer) -> dict[str, Any]:
     }
 
 
+def model_id(settings: Settings, collection: str) -> str:
+    """One model per collection: ``rag`` answers from ``default``, ``rag/<name>`` from ``name``."""
+    base = settings.api.model_id
+    return base if collection == DEFAULT else f"{base}/{collection}"
+
+
+def _collection_of(settings: Settings, model: str) -> str:
+    base = settings.api.model_id
+    if model == base:
+        return DEFAULT
+    prefix, _, name = model.partition("/")
+    if prefix != base or not NAME.fullmatch(name) or name == DEFAULT:
+        raise NotFound(f"the model {model[:100]!r} does not exist; GET /v1/models lists them")
+    return name
+
+
 @router.get("/v1/models")
-def models(settings: SettingsDep) -> dict[str, Any]:
-    """The one model this service is, until there are collections to choose from."""
-    model = settings.api.model_id
+def models(settings: SettingsDep, library: LibraryDep) -> dict[str, Any]:
+    """A model per collection."""
     return {
         "object": "list",
-        "data": [{"id": model, "object": "model", "created": 0, "owned_by": "rag-service"}],
+        "data": [
+            {
+                "id": model_id(settings, name),
+                "object": "model",
+                "created": 0,
+                "owned_by": "rag-service",
+            }
+            for name in library.collections.names()
+        ],
     }
 
 
@@ -325,12 +351,13 @@ def chat_completions(
     answers: AnswerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    library: LibraryDep,
     _: AnswerSlot,
 ) -> dict[str, Any] | StreamingResponse:
-    if body.model != settings.api.model_id:
-        raise NotFound(f"the model {body.model!r} does not exist; GET /v1/models lists them")
+    collection = _collection_of(settings, body.model)
+    answers = answers.over(library.search(collection))
     question = body.to_ask().to_question(settings.llm)
-    frame = Frame(request, body.model)
+    frame = Frame(request, body.model, collection)
     if body.stream:
         return _stream(frame, body, answers, metrics, question)
     answer = answers.ask(question)

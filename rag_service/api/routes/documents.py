@@ -23,7 +23,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from rag_service.api.auth import QUERY, Gate, GateDep
-from rag_service.api.deps import SearchDep, SettingsDep
+from rag_service.api.deps import LibraryDep
+from rag_service.api.schemas import CollectionQuery
+from rag_service.collections import DEFAULT
 from rag_service.documents import DocumentText, read_document
 from rag_service.errors import BadRequest, Forbidden
 
@@ -34,30 +36,38 @@ _PURPOSE = "document-link"
 Offset = Annotated[int | None, Query(ge=0, le=2**31)]
 
 
-def _signature(gate: Gate, source: str, expires: int) -> str:
-    return gate.keys.sign(_PURPOSE, f"{source}\n{expires}")
+def _signature(gate: Gate, collection: str, source: str, expires: int) -> str:
+    # The default collection signs as before collections existed: old links stay valid.
+    signed = source if collection == DEFAULT else f"{collection}/{source}"
+    return gate.keys.sign(_PURPOSE, f"{signed}\n{expires}")
 
 
-def citation_url(request: Request, source: str, start: int, end: int) -> str:
+def citation_url(
+    request: Request, source: str, start: int, end: int, collection: str = DEFAULT
+) -> str:
     """An absolute link to the document view with ``start:end`` highlighted; signed when the
     server requires keys."""
     settings = request.app.state.settings
     gate: Gate = request.app.state.gate
     base = settings.api.public_url.rstrip("/") or str(request.base_url).rstrip("/")
     params: dict[str, Any] = {"start": start, "end": end}
+    if collection != DEFAULT:
+        params["collection"] = collection
     if gate.required:
         expires = int(time.time()) + settings.api.document_link_ttl_s
-        params["token"] = f"{expires}.{_signature(gate, source, expires)}"
+        params["token"] = f"{expires}.{_signature(gate, collection, source, expires)}"
     return f"{base}/documents/{quote(source)}?{urlencode(params)}#quote"
 
 
-def _admit_link(request: Request, gate: Gate, source: str, token: str | None) -> None:
+def _admit_link(
+    request: Request, gate: Gate, collection: str, source: str, token: str | None
+) -> None:
     if not gate.required or token is None:
         gate.admit(request, "query")  # no key needed, or the caller sent one in the headers
         return
     expires, _, signature = token.partition(".")
     if not expires.isdigit() or not hmac.compare_digest(
-        signature, _signature(gate, source, int(expires))
+        signature, _signature(gate, collection, source, int(expires))
     ):
         raise Forbidden("this document link is not valid for this document")
     if int(expires) < time.time():
@@ -125,28 +135,28 @@ _HEADERS = {
 def document_page(
     request: Request,
     source: str,
-    search: SearchDep,
+    library: LibraryDep,
     gate: GateDep,
-    settings: SettingsDep,
     start: Offset = None,
     end: Offset = None,
     token: Annotated[str | None, Query(max_length=200)] = None,
+    collection: CollectionQuery = DEFAULT,
 ) -> HTMLResponse:
-    _admit_link(request, gate, source, token)
-    document = read_document(search, settings.data_dir, source)
+    _admit_link(request, gate, collection, source, token)
+    document = read_document(library.search(collection), source)
     return HTMLResponse(_render(document, _span(document, start, end)), headers=_HEADERS)
 
 
 @router.get("/v1/documents/{source:path}", dependencies=[QUERY])
 def document_json(
     source: str,
-    search: SearchDep,
-    settings: SettingsDep,
+    library: LibraryDep,
     start: Offset = None,
     end: Offset = None,
+    collection: CollectionQuery = DEFAULT,
 ) -> dict[str, Any]:
     """The document's text; with ``start`` and ``end``, also the ``quote`` they span."""
-    document = read_document(search, settings.data_dir, source)
+    document = read_document(library.search(collection), source)
     span = _span(document, start, end)
     return {
         "source": document.source,

@@ -6,8 +6,16 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.auth import QUERY
-from rag_service.api.deps import SearchDep
-from rag_service.api.schemas import WHOLE, Filters, Passage, QueryText, round_ms
+from rag_service.api.deps import LibraryDep
+from rag_service.api.schemas import (
+    WHOLE,
+    CollectionField,
+    Filters,
+    Passage,
+    QueryText,
+    round_ms,
+)
+from rag_service.collections import DEFAULT
 
 router = APIRouter(tags=["retrieval"], dependencies=[QUERY])
 
@@ -18,6 +26,7 @@ class SearchRequest(BaseModel):
     query: QueryText
     top_k: Annotated[int, Field(ge=1, le=100), WHOLE] = 5
     filters: Filters | None = None
+    collection: CollectionField = DEFAULT
 
 
 class SearchResponse(BaseModel):
@@ -29,9 +38,9 @@ class SearchResponse(BaseModel):
 
 
 @router.post("/v1/search")
-def search(body: SearchRequest, service: SearchDep) -> SearchResponse:
+def search(body: SearchRequest, library: LibraryDep) -> SearchResponse:
     filters = body.filters.to_search() if body.filters else None
-    result = service.search(body.query, body.top_k, filters)
+    result = library.search(body.collection).search(body.query, body.top_k, filters)
     return SearchResponse(
         query=body.query,
         language=result.language,

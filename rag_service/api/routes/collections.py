@@ -1,0 +1,353 @@
+"""Collections and their documents over HTTP.
+
+Reads take the query scope; writes take admin (with keys off, as on loopback, every caller is
+admin). A document write answers ``202`` with a job (``GET /v1/jobs/{id}``): its bytes are
+staged first, then the job's worker moves them into the collection's folder and runs the
+incremental reindex, so identical bytes embed nothing and a deleted document is gone from
+BM25 and Chroma in the next generation.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.datastructures import UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from rag_service.api.auth import ADMIN, QUERY
+from rag_service.api.deps import IndexerDep, JobsDep, LibraryDep, SettingsDep
+from rag_service.collections import DEFAULT, NAME, Collection, store_name
+from rag_service.documents import check_source, read_document
+from rag_service.errors import (
+    BadRequest,
+    BodyTimeout,
+    BodyTooLarge,
+    IndexBusy,
+    LengthRequired,
+    NotFound,
+)
+from rag_service.index_state import index_fingerprint
+from rag_service.jobs import FileWrite, Job, JobRunner, Staging
+from rag_service.protocols import Indexer
+from rag_service.settings import Settings
+from rag_service.stores import open_store
+
+router = APIRouter(tags=["collections"])
+
+CollectionName = Annotated[str, Path(pattern=f"^{NAME.pattern}$", max_length=48)]
+
+
+class CollectionOut(BaseModel):
+    name: str
+    kind: str  # managed (documents written over the API) or mirrored (a folder of the server)
+    documents: int
+    chunks: int
+    generation: int | None
+    committed_at: str | None
+
+
+class DocumentOut(BaseModel):
+    path: str
+    title: str
+    sha256: str | None
+    bytes: int | None
+    chunks: int
+    indexed_at: str | None
+    encoding: str | None
+    error: str | None  # why the last reindex could not read it (its old chunks, if any, serve)
+
+
+def _describe(collection: Collection) -> CollectionOut:
+    pointer = collection.state.current()
+    return CollectionOut(
+        name=collection.name,
+        kind="managed" if collection.managed else "mirrored",
+        documents=pointer.sources if pointer else 0,
+        chunks=pointer.chunks if pointer else 0,
+        generation=pointer.generation if pointer else None,
+        committed_at=pointer.committed_at if pointer else None,
+    )
+
+
+@router.get("/v1/collections", dependencies=[QUERY])
+def list_collections(library: LibraryDep) -> dict[str, list[CollectionOut]]:
+    store = library.collections
+    return {"collections": [_describe(store.get(name)) for name in store.names()]}
+
+
+@router.put("/v1/collections/{name}", dependencies=[ADMIN], status_code=201)
+def create_collection(name: CollectionName, library: LibraryDep, response: Response) -> Any:
+    """Creates a managed collection; an existing one (of either kind) is answered 200."""
+    collection, created = library.collections.create(name)
+    if not created:
+        response.status_code = 200
+    return _describe(collection)
+
+
+@router.delete("/v1/collections/{name}", dependencies=[ADMIN], status_code=204)
+def delete_collection(
+    name: CollectionName, library: LibraryDep, jobs: JobsDep, settings: SettingsDep
+) -> Response:
+    """Deletes the collection's index and, if managed, its documents (a mirrored collection's
+    folder is left alone). 409 while document jobs or a reindex of it are under way."""
+    if name == DEFAULT:
+        raise BadRequest("the default collection cannot be deleted")
+    collection = library.collections.get(name)
+    if pending := jobs.unfinished(name):
+        raise IndexBusy(f"{len(pending)} document jobs of {name!r} are queued or running")
+    with collection.state.reindex_lock():
+        library.forget(name)
+        _drop_stores(settings, collection)
+        library.collections.remove_files(collection)
+    return Response(status_code=204)
+
+
+def _drop_stores(settings: Settings, collection: Collection) -> None:
+    names = {
+        store_name(settings.store.collection_prefix, collection.name, index_fingerprint(settings))
+    }
+    if (pointer := collection.state.current()) is not None:
+        names.add(pointer.collection)
+    for name in names:
+        store = open_store(settings, name)
+        try:
+            store.drop()
+        finally:
+            store.close()
+
+
+@router.get("/v1/collections/{name}/documents", dependencies=[QUERY])
+def list_documents(name: CollectionName, library: LibraryDep) -> dict[str, Any]:
+    collection = library.collections.get(name)
+    state = collection.state
+    pointer = state.current()
+    manifest = state.manifest(pointer) if pointer else {}
+    failures = state.last_failures()
+    documents = [
+        DocumentOut(
+            path=path,
+            title=entry.title,
+            sha256=entry.sha256,
+            bytes=entry.bytes,
+            chunks=len(entry.chunk_ids),
+            indexed_at=entry.indexed_at or None,
+            encoding=entry.encoding,
+            error=failures.get(path),
+        )
+        for path, entry in manifest.items()
+    ]
+    documents += [
+        DocumentOut(
+            path=path,
+            title=PurePosixPath(path).stem,
+            sha256=None,
+            bytes=None,
+            chunks=0,
+            indexed_at=None,
+            encoding=None,
+            error=error,
+        )
+        for path, error in failures.items()
+        if path not in manifest
+    ]
+    documents.sort(key=lambda d: d.path)
+    return {
+        "collection": name,
+        "generation": pointer.generation if pointer else None,
+        "documents": [d.model_dump() for d in documents],
+    }
+
+
+@router.get("/v1/collections/{name}/documents/{path:path}", dependencies=[QUERY])
+def get_document(name: CollectionName, path: str, library: LibraryDep) -> dict[str, Any]:
+    """The document's metadata and its text as indexed (what citations' offsets refer to)."""
+    search = library.search(name)
+    document = read_document(search, path)
+    with search.current() as served:
+        entry = search.state.manifest(served.pointer)[path]
+    return {
+        "collection": name,
+        "path": path,
+        "title": document.title,
+        "sha256": entry.sha256,
+        "bytes": entry.bytes,
+        "chunks": len(entry.chunk_ids),
+        "indexed_at": entry.indexed_at or None,
+        "encoding": entry.encoding,
+        "generation": document.generation,
+        "text": document.text,
+    }
+
+
+def check_document_path(path: str, indexer: Indexer) -> str:
+    """A path a document can be written to: relative, inside the folder, not hidden (a scan
+    skips hidden files), of a format the loaders read."""
+    check_source(path)
+    if any(part.startswith(".") or not part for part in path.split("/")):
+        raise BadRequest("a document path has no empty or hidden (dot) components")
+    if not indexer.supports(path):
+        raise BadRequest(f"{PurePosixPath(path).name!r}: not a supported format")
+    return path
+
+
+def _accepted(job: Job) -> Response:
+    return JSONResponse(job.public(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _content_length(request: Request, limit: int, what: str) -> int:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        raise LengthRequired(f"{what} needs a Content-Length header")
+    if not raw.isdigit() or int(raw) > limit:
+        raise BodyTooLarge(f"{what} is larger than {limit} bytes")
+    return int(raw)
+
+
+async def _stream_to(request: Request, staging: Staging, limit: int, timeout_s: float) -> None:
+    size = 0
+    with staging.file(0).open("wb") as out:
+        try:
+            with anyio.fail_after(timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise BodyTooLarge(f"the document is larger than {limit} bytes")
+                    out.write(chunk)
+        except TimeoutError:
+            raise BodyTimeout(f"the upload did not arrive within {timeout_s:g} s") from None
+
+
+@router.put(
+    "/v1/collections/{name}/documents/{path:path}",
+    dependencies=[ADMIN],
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def put_document(
+    request: Request,
+    name: CollectionName,
+    path: str,
+    library: LibraryDep,
+    jobs: JobsDep,
+    indexer: IndexerDep,
+    settings: SettingsDep,
+) -> Response:
+    """The request body is the file's bytes; the path's extension chooses the loader."""
+    check_document_path(path, indexer)
+    library.collections.get(name)  # 404 before any byte is read
+    limit = min(settings.api.max_upload_bytes, settings.ingest.max_file_bytes)
+    _content_length(request, limit, "the document")
+    with jobs.staging() as staging:
+        await _stream_to(request, staging, limit, settings.api.upload_timeout_s)
+        job = jobs.submit(staging, name, [FileWrite(path, "0")])
+    return _accepted(job)
+
+
+@router.post(
+    "/v1/collections/{name}/documents",
+    dependencies=[ADMIN],
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_documents(
+    request: Request,
+    name: CollectionName,
+    library: LibraryDep,
+    jobs: JobsDep,
+    indexer: IndexerDep,
+    settings: SettingsDep,
+) -> Response:
+    """A multipart upload of one or more files, each document named by its file name."""
+    library.collections.get(name)  # 404 before any byte is read
+    _content_length(request, settings.api.max_upload_bytes, "the upload")
+    api = settings.api
+    try:
+        with anyio.fail_after(api.upload_timeout_s):
+            form = await request.form(
+                max_files=api.max_upload_files, max_fields=api.max_upload_files
+            )
+    except TimeoutError:
+        raise BodyTimeout(f"the upload did not arrive within {api.upload_timeout_s:g} s") from None
+    try:
+        uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not uploads:
+            raise BadRequest("the upload holds no file (multipart parts with a filename)")
+        with jobs.staging() as staging:
+            writes = _stage_uploads(uploads, staging, indexer, settings.ingest.max_file_bytes)
+            job = jobs.submit(staging, name, writes)
+    finally:
+        await form.close()
+    return _accepted(job)
+
+
+def _stage_uploads(
+    uploads: list[UploadFile], staging: Staging, indexer: Indexer, max_file_bytes: int
+) -> list[FileWrite]:
+    writes: list[FileWrite] = []
+    seen: set[str] = set()
+    for n, upload in enumerate(uploads):
+        path = check_document_path(upload.filename or "", indexer)
+        if path in seen:
+            raise BadRequest(f"{path!r} appears twice in the upload")
+        seen.add(path)
+        if upload.size is not None and upload.size > max_file_bytes:
+            raise BodyTooLarge(f"{path!r} is larger than {max_file_bytes} bytes")
+        with staging.file(n).open("wb") as out:
+            shutil.copyfileobj(upload.file, out)
+        writes.append(FileWrite(path, str(n)))
+    return writes
+
+
+@router.delete(
+    "/v1/collections/{name}/documents/{path:path}", dependencies=[ADMIN], status_code=202
+)
+def delete_document(
+    name: CollectionName, path: str, library: LibraryDep, jobs: JobsDep
+) -> Response:
+    check_source(path)
+    collection = library.collections.get(name)
+    if not _known(collection, path, jobs):
+        raise NotFound(f"no document {path!r} in {name!r}")
+    with jobs.staging() as staging:
+        job = jobs.submit(staging, name, [FileWrite(path, None)])
+    return _accepted(job)
+
+
+def _known(collection: Collection, path: str, jobs: JobRunner) -> bool:
+    """In the index, in the folder, or about to be (a queued upload)."""
+    state = collection.state
+    pointer = state.current()
+    if pointer is not None and path in state.manifest(pointer):
+        return True
+    if (collection.folder / path).is_file():
+        return True
+    return any(w.path == path for j in jobs.unfinished(collection.name) for w in j.writes)
