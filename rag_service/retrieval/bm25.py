@@ -51,7 +51,9 @@ class _Bm25sScorer:
     @classmethod
     def build(cls, token_lists: Sequence[list[str]]) -> _Bm25sScorer:
         model = _bm25s().BM25(k1=K1, b=B)
-        model.index(list(token_lists), show_progress=False)
+        # bm25s cannot index no documents (a collection whose last document was deleted): one
+        # document of a token no query yields stands in; Bm25Index has no row for it.
+        model.index(list(token_lists) or [["\x00"]], show_progress=False)
         return cls(model)
 
     @classmethod
@@ -85,8 +87,9 @@ class _RankBm25Scorer:
     def build(cls, token_lists: Sequence[list[str]]) -> _RankBm25Scorer:
         from rank_bm25 import BM25Okapi
 
-        # rank-bm25 divides by the average length: an empty corpus needs one empty document.
-        return cls(BM25Okapi(list(token_lists) or [[]], k1=K1, b=B))
+        # rank-bm25 divides by the average length and idf: an empty corpus needs a stand-in
+        # document, as for bm25s.
+        return cls(BM25Okapi(list(token_lists) or [["\x00"]], k1=K1, b=B))
 
     @classmethod
     def load(cls, path: Path) -> _RankBm25Scorer:

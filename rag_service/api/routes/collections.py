@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.datastructures import UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 
 from rag_service.api.auth import ADMIN, QUERY
 from rag_service.api.deps import IndexerDep, JobsDep, LibraryDep, SettingsDep
