@@ -62,11 +62,43 @@ _WITH_BODY = {
     "408": "The body did not arrive within RAG_API__BODY_TIMEOUT_S.",
     "413": "The body is larger than RAG_API__MAX_BODY_BYTES.",
 }
+_NO_COLLECTION = {"404": "No such collection."}
+_UPLOAD = {
+    "400": "A path that could escape the folder, a hidden path, or an unsupported format.",
+    "404": "No such collection.",
+    "408": "The upload did not arrive within RAG_API__UPLOAD_TIMEOUT_S.",
+    "411": "No Content-Length.",
+    "413": "Larger than RAG_API__MAX_UPLOAD_BYTES (or one file than RAG_INGEST__MAX_FILE_BYTES).",
+    "503": "RAG_API__MAX_QUEUED_JOBS document jobs are waiting (with Retry-After).",
+}
 _BY_OPERATION = {
     ("get", "/readyz"): {"503": "Not ready; the problem lists every check."},
     ("get", "/v1/index"): {"503": "No index has been committed yet."},
-    ("post", "/v1/search"): {"503": "No index yet, or the vector store does not answer."},
+    ("post", "/v1/search"): {
+        **_NO_COLLECTION,
+        "503": "No index yet, or the vector store does not answer.",
+    },
+    ("delete", "/v1/collections/{name}"): {
+        "400": "The default collection cannot be deleted.",
+        **_NO_COLLECTION,
+        "409": "Document jobs or a reindex of the collection are under way.",
+    },
+    ("get", "/v1/collections/{name}/documents"): _NO_COLLECTION,
+    ("get", "/v1/collections/{name}/documents/{path}"): {
+        "400": "A path that could escape the folder.",
+        "404": "No such collection or document.",
+        "503": "The collection has no committed index yet.",
+    },
+    ("put", "/v1/collections/{name}/documents/{path}"): _UPLOAD,
+    ("post", "/v1/collections/{name}/documents"): _UPLOAD,
+    ("delete", "/v1/collections/{name}/documents/{path}"): {
+        "400": "A path that could escape the folder.",
+        "404": "No such collection or document.",
+        "503": "RAG_API__MAX_QUEUED_JOBS document jobs are waiting (with Retry-After).",
+    },
+    ("get", "/v1/jobs/{job_id}"): {"404": "No such job."},
     ("post", "/v1/ask"): {
+        **_NO_COLLECTION,
         "502": "The LLM endpoint failed.",
         "503": "No index yet, the store does not answer, or every answer slot is busy "
         "(then with Retry-After).",
@@ -81,12 +113,12 @@ _BY_OPERATION = {
     },
     ("get", "/documents/{source}"): {
         "400": "A path that could escape the indexed folder, or a span outside the document.",
-        "404": "No such document in the served index.",
+        "404": "No such collection, or no such document in its served index.",
         "503": "No index has been committed yet.",
     },
     ("get", "/v1/documents/{source}"): {
         "400": "A path that could escape the indexed folder, or a span outside the document.",
-        "404": "No such document in the served index.",
+        "404": "No such collection, or no such document in its served index.",
         "503": "No index has been committed yet.",
     },
 }
@@ -124,14 +156,16 @@ def _document(app: FastAPI) -> dict[str, Any]:
             responses = operation["responses"]
             if "422" in responses:
                 responses["422"] = _problem("The request is not valid.", "ValidationProblem")
-            errors = {**_EVERY_REQUEST, **_BY_OPERATION.get((method, path), {})}
+            errors = dict(_EVERY_REQUEST)
             if (method, path) not in _OPEN:
                 errors.update(_KEYED)
             if "requestBody" in operation:
                 errors.update(_WITH_BODY)
+            errors.update(_BY_OPERATION.get((method, path), {}))
             openai = path.startswith(_OPENAI_PREFIXES)
             for status, description in errors.items():
-                responses.setdefault(status, _problem(description, openai=openai))
+                # An operation's own description is more precise than the generic one.
+                responses[status] = _problem(description, openai=openai)
             responses.setdefault("405", _problem("Method not allowed; `Allow` lists the others."))
             responses["405"]["headers"] = {
                 "Allow": {
