@@ -1,7 +1,9 @@
-// The page at /: asks /v1/ask as a stream and shows the answer, its citations and passages.
-// No dependencies and no build step. Nothing from the server is ever parsed as HTML: the
-// Markdown renderer below builds DOM nodes and sets only textContent, so an answer or a passage
-// cannot inject markup or script (the Content-Security-Policy forbids inline script as well).
+// The page at /: asks /v1/ask as a stream and shows the answer, its citations and passages;
+// lists the collections and the documents of the chosen one, uploads (with progress, then the
+// document job's progress) and deletes them. No dependencies and no build step. Nothing from
+// the server is ever parsed as HTML: the Markdown renderer below and the tables build DOM nodes
+// and set only textContent, so an answer, a passage or a file name cannot inject markup or
+// script (the Content-Security-Policy forbids inline script as well).
 "use strict";
 
 const TEXT = {
@@ -16,6 +18,37 @@ const TEXT = {
     refused: "The documents do not answer this question.",
     open: "Show in document", score: "score", cite: (n) => `Citation ${n}: open the quote`,
     failed: (m) => `Failed: ${m}`, generation: (g) => `generation ${g}`,
+    collectionLabel: "Collection", deleteCollection: "Delete collection",
+    newCollectionLabel: "New collection", create: "Create",
+    nameRule: "1–48 characters: lowercase letters, digits, _ and -, starting with a letter or "
+      + "digit.",
+    badName: "That is not a valid collection name.",
+    created: (n) => `Created the collection “${n}”.`,
+    existed: (n) => `The collection “${n}” already exists.`,
+    confirmDeleteCollection: (n) =>
+      `Delete the collection “${n}”, its index and its uploaded documents?`,
+    deletedCollection: (n) => `Deleted the collection “${n}”.`,
+    option: (c) => `${c.name} (${c.documents} documents)`,
+    empty: "Nothing is indexed in this collection yet: upload documents below.",
+    documents: "Documents", colPath: "Document", colChunks: "Chunks", colBytes: "Bytes",
+    colEncoding: "Encoding", colIndexed: "Indexed", colActions: "Actions",
+    docsMeta: (n, kind, count) => `${count} documents in “${n}” · ${kind === "managed"
+      ? "uploaded through this service" : "mirrored from a folder of the server"}`,
+    noDocs: "No documents yet.", unreadable: (e) => `Could not be read: ${e}`,
+    deleteDoc: "Delete", deleteDocLabel: (p) => `Delete ${p}`,
+    confirmDeleteDoc: (p, n) => `Delete “${p}” from the collection “${n}”?`,
+    dropHere: "Drop files here, or choose them:", chooseFiles: "Files to upload",
+    formats: "Markdown, text, HTML, PDF, Word, PowerPoint, Excel, CSV or EPUB; several at once.",
+    sending: (sent, total) => `Uploading: ${size(sent)} of ${size(total)} sent.`,
+    state: { queued: "Queued", running: "Indexing", done: "Done", failed: "Failed" },
+    embedded: (e, t) => `${e} of ${t} chunks embedded`,
+    waiting: (w) => `waiting: ${w}`,
+    summary: (r) => `${r.added} added, ${r.updated} updated, ${r.unchanged} unchanged, `
+      + `${r.deleted} deleted; ${r.chunks.embedded} chunks embedded.`,
+    notRead: (p, e) => `${p} could not be read: ${e}`,
+    jobFailed: (e) => `The job failed: ${e}`,
+    needAdmin: "This key has the query scope; managing documents needs an admin key.",
+    requestId: (id) => `request id ${id}`,
   },
   zh: {
     title: "向文档提问", questionLabel: "问题", ask: "提问", answer: "回答",
@@ -28,12 +61,43 @@ const TEXT = {
     refused: "文档中没有这个问题的答案。",
     open: "在文档中查看", score: "得分", cite: (n) => `引用 ${n}：查看原文`,
     failed: (m) => `失败：${m}`, generation: (g) => `第 ${g} 代`,
+    collectionLabel: "文档集", deleteCollection: "删除文档集",
+    newCollectionLabel: "新建文档集", create: "创建",
+    nameRule: "1–48 个字符：小写字母、数字、_ 和 -，以字母或数字开头。",
+    badName: "文档集名称不符合规则。",
+    created: (n) => `已创建文档集“${n}”。`,
+    existed: (n) => `文档集“${n}”已存在。`,
+    confirmDeleteCollection: (n) => `删除文档集“${n}”及其索引和上传的文档？`,
+    deletedCollection: (n) => `已删除文档集“${n}”。`,
+    option: (c) => `${c.name}（${c.documents} 个文档）`,
+    empty: "此文档集尚未索引任何内容：请在下方上传文档。",
+    documents: "文档", colPath: "文档", colChunks: "片段", colBytes: "字节",
+    colEncoding: "编码", colIndexed: "索引时间", colActions: "操作",
+    docsMeta: (n, kind, count) => `“${n}”中共 ${count} 个 · ${kind === "managed"
+      ? "通过本服务上传" : "镜像服务器上的文件夹"}`,
+    noDocs: "还没有文档。", unreadable: (e) => `无法读取：${e}`,
+    deleteDoc: "删除", deleteDocLabel: (p) => `删除 ${p}`,
+    confirmDeleteDoc: (p, n) => `从文档集“${n}”中删除“${p}”？`,
+    dropHere: "将文件拖放到这里，或选择文件：", chooseFiles: "要上传的文件",
+    formats: "Markdown、文本、HTML、PDF、Word、PowerPoint、Excel、CSV 或 EPUB；可一次选择多个。",
+    sending: (sent, total) => `上传中：已发送 ${size(sent)}，共 ${size(total)}。`,
+    state: { queued: "排队中", running: "索引中", done: "完成", failed: "失败" },
+    embedded: (e, t) => `已嵌入 ${e} / ${t} 个片段`,
+    waiting: (w) => `等待：${w}`,
+    summary: (r) => `新增 ${r.added}，更新 ${r.updated}，未变 ${r.unchanged}，`
+      + `删除 ${r.deleted}；嵌入 ${r.chunks.embedded} 个片段。`,
+    notRead: (p, e) => `${p} 无法读取：${e}`,
+    jobFailed: (e) => `任务失败：${e}`,
+    needAdmin: "此密钥只有查询权限；管理文档需要管理员密钥。",
+    requestId: (id) => `请求编号 ${id}`,
   },
 };
 // The browser's first preferred language decides: Chinese for any zh-*, English otherwise.
 const LANG = /^zh/i.test(navigator.languages?.[0] || navigator.language || "") ? "zh" : "en";
 const T = TEXT[LANG];
 const $ = (id) => document.getElementById(id);
+const size = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB`
+  : `${(n / 1048576).toFixed(1)} MiB`);
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -45,26 +109,51 @@ function el(tag, text, cls) {
 // --- API calls, with the key (if any) from sessionStorage --------------------------------
 class NeedKey extends Error {}
 
-function headers() {
+// A non-2xx answer: its problem body's detail and request id, shown as they are.
+class ApiError extends Error {
+  constructor(status, detail, requestId) {
+    super(requestId ? `${detail} (${T.requestId(requestId)})` : detail);
+    this.status = status;
+  }
+}
+
+function keyHeaders() {
   const key = sessionStorage.getItem("rag-key");
-  const h = { "Content-Type": "application/json" };
-  if (key) h.Authorization = `Bearer ${key}`;
-  return h;
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function headers() {
+  return { "Content-Type": "application/json", ...keyHeaders() };
+}
+
+// The error for a failed response: 401 opens the key prompt; otherwise the problem's detail
+// (or, for a 422, what was invalid) with its request id.
+function problem(status, statusText, body, requestId) {
+  if (status === 401) {
+    $("key-form").hidden = false;
+    return new NeedKey(sessionStorage.getItem("rag-key") ? T.keyBad : T.keyNeeded);
+  }
+  let detail = statusText || String(status);
+  let id = requestId;
+  try {
+    const p = JSON.parse(body);
+    detail = p.errors?.[0]?.msg ? `${p.detail}: ${p.errors[0].msg}` : p.detail || detail;
+    id = p.request_id || id;
+  } catch { /* not JSON */ }
+  return new ApiError(status, detail, id);
 }
 
 async function call(path, init = {}) {
   const response = await fetch(path, { ...init, headers: headers() });
-  if (response.status === 401) {
-    $("key-form").hidden = false;
-    throw new NeedKey(sessionStorage.getItem("rag-key") ? T.keyBad : T.keyNeeded);
-  }
   if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
-    throw new Error(detail);
+    throw problem(response.status, response.statusText, await response.text(),
+      response.headers.get("x-request-id"));
   }
   return response;
 }
+
+const enc = (name) => encodeURIComponent(name);
+const encPath = (path) => path.split("/").map(encodeURIComponent).join("/");
 
 // --- A small Markdown renderer: paragraphs, headings, lists, fenced code, `code`, **bold**,
 // *emphasis*, and citation markers [n] (the i-th marker is the answer's i-th mark). ----------
@@ -123,9 +212,9 @@ function renderMarkdown(target, source, cite) {
 }
 
 // --- The document view: the cited passage with the quote highlighted ----------------------
-async function openDocument(source, start, end) {
-  const q = new URLSearchParams({ start, end });
-  const path = `/v1/documents/${source.split("/").map(encodeURIComponent).join("/")}?${q}`;
+async function openDocument(collection, source, start, end) {
+  const q = new URLSearchParams({ collection, start, end });
+  const path = `/v1/documents/${encPath(source)}?${q}`;
   const doc = await (await call(path)).json();
   $("doc-title").textContent = doc.title || doc.source;
   $("doc-meta").textContent = `${doc.source} · ${T.generation(doc.generation)}`;
@@ -156,7 +245,7 @@ async function* events(response) {
   }
 }
 
-function showPassages(passages) {
+function showPassages(passages, collection) {
   const list = $("passages");
   list.replaceChildren();
   for (const p of passages) {
@@ -166,13 +255,14 @@ function showPassages(passages) {
       el("span", ` · ${p.source} · ${T.score} ${p.score.toFixed(3)}`, "meta"));
     const open = el("button", T.open);
     open.type = "button";
-    open.addEventListener("click", () => openDocument(p.source, p.start, p.end).catch(fail));
+    open.addEventListener("click",
+      () => openDocument(collection, p.source, p.start, p.end).catch(fail));
     li.append(head, el("p", p.text, "txt"), open);
     list.append(li);
   }
 }
 
-function citeButton(done) {
+function citeButton(done, collection) {
   let i = 0;
   return (token) => {
     const mark = done?.marks[i++];
@@ -183,7 +273,8 @@ function citeButton(done) {
     button.title = `${c.title} — ${c.quote}`;
     button.setAttribute("aria-label", T.cite(c.n));
     button.dataset.quote = c.quote;
-    button.addEventListener("click", () => openDocument(c.source, c.start, c.end).catch(fail));
+    button.addEventListener("click",
+      () => openDocument(collection, c.source, c.start, c.end).catch(fail));
     return button;
   };
 }
@@ -201,16 +292,21 @@ async function ask(question) {
   answer.setAttribute("aria-busy", "true");
   $("ask").disabled = true;
   let text = "";
+  // The answer's citations open in the collection it was asked in, whatever is chosen later.
+  const collection = current;
   try {
     const response = await call("/v1/ask", {
-      method: "POST", body: JSON.stringify({ question, stream: true }),
+      method: "POST", body: JSON.stringify({ question, stream: true, collection }),
     });
     for await (const [name, data] of events(response)) {
-      if (name === "passages") { showPassages(data.passages); $("status").textContent = T.writing; }
+      if (name === "passages") {
+        showPassages(data.passages, collection);
+        $("status").textContent = T.writing;
+      }
       if (name === "delta") { text += data.text; renderMarkdown(answer, text, citeButton(null)); }
-      if (name === "error") throw new Error(data.detail);
+      if (name === "error") throw new ApiError(data.status, data.detail, data.request_id);
       if (name === "done") {
-        renderMarkdown(answer, data.answer, citeButton(data));
+        renderMarkdown(answer, data.answer, citeButton(data, collection));
         if (!data.answerable) { $("refusal").textContent = T.refused; $("refusal").hidden = false; }
         $("status").textContent = T.done(Math.round(data.timings_ms.total));
       }
@@ -223,12 +319,236 @@ async function ask(question) {
   }
 }
 
-async function showIndex() {
+// --- Collections: the selector (remembered in sessionStorage), creating and deleting -------
+let current = sessionStorage.getItem("rag-collection") || "default";
+let collections = [];
+
+// The message for a failed management call: a 403 means a key without the admin scope.
+function explain(error) {
+  if (error instanceof ApiError && error.status === 403) return `${T.needAdmin} ${error.message}`;
+  return error.message;
+}
+
+function report(id, error) {
+  $(id).textContent = error ? explain(error) : "";
+  $(id).hidden = !error;
+}
+
+function showIndex() {
+  const c = collections.find((x) => x.name === current);
+  if (!c) return;
+  $("index").textContent = c.generation === null
+    ? (c.name === "default" ? T.noIndex : T.empty) : T.index(c.generation, c.documents, c.chunks);
+  $("delete-collection").disabled = c.name === "default";
+}
+
+async function loadCollections() {
   try {
-    const index = await (await call("/v1/index")).json();
-    $("index").textContent = T.index(index.generation, index.sources, index.chunks);
+    collections = (await (await call("/v1/collections")).json()).collections;
   } catch (error) {
-    $("index").textContent = error instanceof NeedKey ? error.message : T.noIndex;
+    $("index").textContent = error instanceof NeedKey ? error.message : T.failed(error.message);
+    return false;
+  }
+  if (!collections.some((c) => c.name === current)) choose("default");
+  const select = $("collection");
+  select.replaceChildren(...collections.map((c) => {
+    const option = el("option", T.option(c));
+    option.value = c.name;
+    return option;
+  }));
+  select.value = current;
+  showIndex();
+  return true;
+}
+
+function choose(name) {
+  current = name;
+  sessionStorage.setItem("rag-collection", name);
+}
+
+async function refresh() {
+  if (await loadCollections()) await loadDocuments();
+}
+
+async function createCollection(name) {
+  report("manage-error", null);
+  if (!/^[a-z0-9][a-z0-9_-]{0,47}$/.test(name)) {
+    report("manage-error", new Error(T.badName));
+    return;
+  }
+  try {
+    const response = await call(`/v1/collections/${enc(name)}`, { method: "PUT" });
+    $("manage-status").textContent = response.status === 201 ? T.created(name) : T.existed(name);
+    $("new-collection").value = "";
+    choose(name);
+    await refresh();
+  } catch (error) {
+    report("manage-error", error);
+  }
+}
+
+async function deleteCollection() {
+  const name = current;
+  if (name === "default" || !confirm(T.confirmDeleteCollection(name))) return;
+  report("manage-error", null);
+  try {
+    await call(`/v1/collections/${enc(name)}`, { method: "DELETE" });
+    $("manage-status").textContent = T.deletedCollection(name);
+    choose("default");
+    await refresh();
+  } catch (error) {
+    report("manage-error", error);
+  }
+}
+
+// --- The documents of the chosen collection ------------------------------------------------
+function documentRow(name, d) {
+  const tr = el("tr");
+  tr.dataset.path = d.path;
+  const path = el("td");
+  path.append(el("span", d.path, "path"));
+  const stem = d.path.split("/").pop().replace(/\.[^.]*$/, "");
+  if (d.title && d.title !== stem) path.append(el("span", d.title, "meta title"));
+  if (d.error) {
+    tr.className = "unreadable";
+    path.append(el("span", T.unreadable(d.error), "doc-error"));
+  }
+  const lang = document.documentElement.lang;
+  const indexed = d.indexed_at ? new Date(d.indexed_at).toLocaleString(lang) : "—";
+  const cells = [el("td", String(d.chunks), "num"),
+    el("td", d.bytes === null ? "—" : d.bytes.toLocaleString(), "num"),
+    el("td", d.encoding || "—"), el("td", indexed)];
+  const actions = el("td");
+  const remove = el("button", T.deleteDoc, "quiet");
+  remove.type = "button";
+  remove.setAttribute("aria-label", T.deleteDocLabel(d.path));
+  remove.addEventListener("click", () => deleteDocument(name, d.path));
+  actions.append(remove);
+  tr.append(path, ...cells, actions);
+  return tr;
+}
+
+async function loadDocuments() {
+  const name = current;
+  const c = collections.find((x) => x.name === name);
+  try {
+    const listing = await (await call(`/v1/collections/${enc(name)}/documents`)).json();
+    if (name !== current) return; // another collection was chosen meanwhile
+    const rows = listing.documents.map((d) => documentRow(name, d));
+    if (!rows.length) {
+      const td = el("td", T.noDocs, "meta");
+      td.colSpan = 6;
+      const tr = el("tr"); tr.append(td); rows.push(tr);
+    }
+    $("docs").replaceChildren(...rows);
+    $("docs-meta").textContent = T.docsMeta(name, c?.kind, listing.documents.length);
+    report("upload-error", null);
+  } catch (error) {
+    $("docs").replaceChildren();
+    report("upload-error", error);
+  }
+}
+
+async function deleteDocument(name, path) {
+  if (!confirm(T.confirmDeleteDoc(path, name))) return;
+  report("upload-error", null);
+  try {
+    const path_ = `/v1/collections/${enc(name)}/documents/${encPath(path)}`;
+    await follow(await (await call(path_, { method: "DELETE" })).json());
+  } catch (error) {
+    report("upload-error", error);
+  }
+}
+
+// --- Uploads: multipart over XMLHttpRequest (fetch reports no upload progress), then the job
+function send(name, files) {
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  const bar = $("upload-bar");
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/v1/collections/${enc(name)}/documents`);
+    for (const [k, v] of Object.entries(keyHeaders())) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (event) => {
+      if (!event.lengthComputable) return;
+      bar.max = event.total;
+      bar.value = event.loaded;
+      $("upload-status").textContent = T.sending(event.loaded, event.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
+      else reject(problem(xhr.status, xhr.statusText, xhr.responseText,
+        xhr.getResponseHeader("x-request-id")));
+    };
+    xhr.onerror = () => reject(new Error(T.failed(xhr.statusText || "network error")));
+    bar.value = 0;
+    bar.hidden = false;
+    xhr.send(form);
+  });
+}
+
+async function upload(files) {
+  if (!files.length) return;
+  report("upload-error", null);
+  $("files").disabled = true;
+  try {
+    await follow(await send(current, files));
+  } catch (error) {
+    $("upload-status").textContent = "";
+    report("upload-error", error);
+  } finally {
+    $("upload-bar").hidden = true;
+    $("files").disabled = false;
+    $("files").value = "";
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+function jobText(job) {
+  const parts = [T.state[job.state] || job.state];
+  const p = job.progress || {};
+  if (job.state === "running" && typeof p.to_embed === "number") {
+    parts.push(T.embedded(p.embedded || 0, p.to_embed));
+  }
+  if (job.waiting) parts.push(T.waiting(job.waiting));
+  if (job.state === "done" && job.result) parts.push(T.summary(job.result));
+  return parts.join(" · ");
+}
+
+// Polls a document job every 500 ms until it is done or failed, then lists the documents again.
+async function follow(job) {
+  const status = $("upload-status");
+  for (;;) {
+    status.textContent = jobText(job);
+    status.dataset.state = job.state;
+    if (job.state === "done" || job.state === "failed") break;
+    await sleep(500);
+    job = await (await call(`/v1/jobs/${enc(job.id)}`)).json();
+  }
+  await loadCollections();
+  if (job.collection === current) await loadDocuments();
+  const problems = (job.result?.failed || []).map((f) => T.notRead(f.path, f.error));
+  if (job.state === "failed") problems.unshift(T.jobFailed(job.error));
+  if (problems.length) report("upload-error", new Error(problems.join(" ")));
+}
+
+function dropZone(zone) {
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (event) => {
+      event.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    upload([...(event.dataTransfer?.files || [])]);
+  });
+  // A file dropped beside the zone must not replace the page with the file.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (event) => event.preventDefault());
   }
 }
 
@@ -251,6 +571,20 @@ $("key-form").addEventListener("submit", (event) => {
   sessionStorage.setItem("rag-key", $("key").value.trim());
   $("key").value = "";
   $("key-form").hidden = true;
-  showIndex();
+  refresh();
 });
-showIndex();
+$("collection").addEventListener("change", (event) => {
+  choose(event.target.value);
+  $("manage-status").textContent = "";
+  report("manage-error", null);
+  showIndex();
+  loadDocuments();
+});
+$("create-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  createCollection($("new-collection").value.trim());
+});
+$("delete-collection").addEventListener("click", deleteCollection);
+$("files").addEventListener("change", (event) => upload([...event.target.files]));
+dropZone($("drop"));
+refresh();

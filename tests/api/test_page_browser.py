@@ -93,3 +93,152 @@ def test_refusal_state_and_hostile_markup_stay_text(browser: Any, url: str) -> N
     assert page.locator("#passages img, #answer img, #passages script").count() == 0
     assert page.title() != "pwned"
     page.close()
+
+
+def _accept_dialogs(page: Any) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+
+
+def _wait_job(page: Any, expect: str) -> str:
+    """Waits until the page shows its document job finished; returns the status text."""
+    page.locator("#upload-status[data-state=done], #upload-status[data-state=failed]").wait_for()
+    status = page.locator("#upload-status").text_content() or ""
+    assert expect in status, status
+    return status
+
+
+def _create(page: Any, name: str) -> None:
+    page.get_by_label("New collection").fill(name)
+    page.get_by_role("button", name="Create").click()
+    page.locator("#manage-status", has_text=name).wait_for()
+    page.wait_for_function("(n) => document.getElementById('collection').value === n", arg=name)
+
+
+# Every text the upload status shows, in order: the bytes sent, then the job's states.
+WATCH = """() => {
+  const status = document.getElementById("upload-status");
+  window.shown = [];
+  new MutationObserver(() => window.shown.push(status.textContent))
+    .observe(status, { childList: true, characterData: true, subtree: true });
+}"""
+
+DROP = """([name, text]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([text], name, { type: "text/markdown" }));
+  const zone = document.getElementById("drop");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+  }
+}"""
+
+
+def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path) -> None:
+    import httpx
+
+    page = browser.new_page(locale="en-US")
+    _accept_dialogs(page)
+    page.goto(url)
+    assert page.locator("#collection").input_value() == "default"
+    assert page.locator("#delete-collection").is_disabled()
+    _create(page, "notes")
+    assert page.locator("#docs", has_text="No documents yet").count() == 1
+
+    zebra = tmp_path / "zebra.md"
+    zebra.write_text(
+        "# Zebra moon\n\nThe zebra moon festival is held every April in Quokka town, where "
+        "lanterns shaped like zebras float on the river.\n",
+        encoding="utf-8",
+    )
+    cats = tmp_path / "cats.txt"
+    cats.write_text("Cats sleep for most of the day and hunt at dusk.\n", encoding="utf-8")
+    page.evaluate(WATCH)
+    page.get_by_label("Files to upload").set_input_files([str(zebra), str(cats)])
+    status = _wait_job(page, "Done")
+    assert "2 added" in status and "chunks embedded" in status
+    shown = page.evaluate("window.shown")
+    sent = [re.fullmatch(r"Uploading: (\d+) B of (\d+) B sent\.", s) for s in shown]
+    body = [int(m[2]) for m in sent if m and m[1] == m[2]]  # the whole multipart body sent
+    assert body and body[0] > zebra.stat().st_size + cats.stat().st_size, shown
+    job = [s.split(" · ")[0] in {"Queued", "Indexing", "Done"} for s in shown]
+    assert any(sent[: job.index(True)]), shown  # the bytes went out before the job was polled
+    for name in ("zebra.md", "cats.txt"):
+        row = page.locator(f"#docs tr[data-path='{name}']")
+        row.wait_for()
+        assert int(row.locator("td.num").first.text_content() or "0") >= 1
+        assert "utf-8" in (row.text_content() or "")
+
+    # A real drop on the drop zone, with a DataTransfer built in the page.
+    page.evaluate(DROP, ["owls.md", "# Owls\n\nOwls hunt mice at night over the meadow.\n"])
+    page.locator("#docs tr[data-path='owls.md']").wait_for()
+    assert "1 added" in _wait_job(page, "Done")
+    assert "3 sources" in (page.locator("#index").text_content() or "")
+
+    # The choice survives a reload (sessionStorage) and the question box asks in it.
+    page.reload()
+    page.locator("#docs tr[data-path='zebra.md']").wait_for()
+    assert page.locator("#collection").input_value() == "notes"
+    page.get_by_label("Question").fill("When is the zebra moon festival held?")
+    page.get_by_role("button", name="Ask").click()
+    cite = page.locator("button.cite").first
+    cite.wait_for()
+    quote = cite.get_attribute("data-quote")
+    cite.click()
+    assert page.locator("dialog[open] mark").text_content() == quote
+    assert (page.locator("#doc-meta").text_content() or "").startswith("zebra.md")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="Delete zebra.md").click()
+    page.locator("#docs tr[data-path='zebra.md']").wait_for(state="detached")
+    assert "1 deleted" in _wait_job(page, "Done")
+    assert page.locator("#docs tr[data-path='cats.txt']").count() == 1
+    found = httpx.post(
+        f"{url}/v1/search", json={"query": "zebra moon festival", "collection": "notes"}
+    )
+    assert found.status_code == 200, found.text
+    assert "zebra.md" not in {p["source"] for p in found.json()["passages"]}
+    page.close()
+
+
+def test_upload_errors_hostile_names_and_collection_delete(
+    browser: Any, url: str, tmp_path: Path
+) -> None:
+    page = browser.new_page(locale="en-US")
+    _accept_dialogs(page)
+    page.goto(url)
+    _create(page, "scratch")
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}]
+    )
+    error = page.locator("#upload-error:not([hidden])")
+    error.wait_for()
+    assert "not a supported format" in (error.text_content() or "")
+    assert "request id" in (error.text_content() or "")
+
+    hostile = "<img src=x onerror=document.title=1>.md"
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": hostile, "mimeType": "text/markdown", "buffer": b"# Beacon\n\nA beacon.\n"}]
+    )
+    _wait_job(page, "Done")
+    page.locator("#docs .path", has_text="<img").wait_for()
+    assert page.locator("#docs img, #manage-status img, #upload-status img").count() == 0
+    assert page.title() != "1"
+
+    page.get_by_label("New collection").fill("Not Valid!")
+    page.get_by_role("button", name="Create").click()
+    assert "not a valid" in (page.locator("#manage-error").text_content() or "")
+
+    page.get_by_role("button", name="Delete collection").click()
+    page.locator("#manage-status", has_text="Deleted").wait_for()
+    assert page.locator("#collection").input_value() == "default"
+    assert page.locator("#collection option[value=scratch]").count() == 0
+    page.close()
+
+
+def test_documents_panel_speaks_chinese(browser: Any, url: str) -> None:
+    page = browser.new_page(locale="zh-CN")
+    page.goto(url)
+    page.locator("#docs tr[data-path]").first.wait_for()  # the default collection's documents
+    assert page.get_by_label("要上传的文件").count() == 1
+    assert page.get_by_label("新建文档集").count() == 1
+    assert page.locator("#docs-table th").first.text_content() == "文档"
+    page.close()
