@@ -63,7 +63,8 @@ class Job:
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
-    progress: dict[str, int] = field(default_factory=dict)  # chunks embedded / to embed
+    # chunks embedded / to embed: {} until the reindex knows what to embed
+    progress: dict[str, int] = field(default_factory=dict)
     waiting: str | None = None  # why a running job is not progressing (another reindex)
     result: dict[str, Any] | None = None  # the reindex summary
     error: str | None = None
@@ -274,7 +275,14 @@ class JobRunner:
             return True
         put = {w.path for w in job.writes if w.staged}
         own = [f for f in summary["failed"] if f["path"] in put]
-        final = replace(job, result=summary, finished_at=_now(), waiting=None)
+        embedded = summary["chunks"]["embedded"]
+        final = replace(
+            job,
+            result=summary,
+            finished_at=_now(),
+            waiting=None,
+            progress={"embedded": embedded, "to_embed": embedded},
+        )
         if own:
             final = replace(
                 final,

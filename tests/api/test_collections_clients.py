@@ -1,0 +1,112 @@
+"""Collections with keys required, from real clients: only admin keys write; `rag docs` (the
+real CLI) uploads, lists and removes against the server; the `openai` package chats with a
+collection as a model and its citation links open that collection's document."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from tests.api.test_http import assert_problem
+from tests.servers import api_server
+
+pytestmark = pytest.mark.api
+
+GLACIER = (
+    "# Glaciers\n\nThe Aletsch glacier is the largest glacier in the Alps, about 23 kilometres "
+    "long, flowing from the Jungfrau region towards the Rhône valley.\n"
+)
+
+
+def rag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rag_cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture(scope="module")
+def keyed(
+    tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]
+) -> Iterator[tuple[str, dict[str, str], str, str]]:
+    """A server requiring keys; its URL, environment, an admin key and a query key."""
+    root = tmp_path_factory.mktemp("keyed-collections")
+    shutil.copytree(indexed_docs["RAG_DATA_DIR"], root / "data")
+    env = {**indexed_docs, "RAG_DATA_DIR": str(root / "data"), "RAG_API__AUTH": "required"}
+    admin = rag("keys", "create", "--name", "ops", "--scope", "admin", env=env).stdout.strip()
+    query = rag("keys", "create", "--name", "reader", "--scope", "query", env=env).stdout.strip()
+    with api_server(root, env) as url:
+        yield url, env, admin, query
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_only_admin_keys_write_and_no_key_reads(
+    keyed: tuple[str, dict[str, str], str, str],
+) -> None:
+    url, _, admin, query = keyed
+    assert_problem(httpx.get(f"{url}/v1/collections"), 401)
+    assert httpx.get(f"{url}/v1/collections", headers=bearer(query)).status_code == 200
+    assert_problem(httpx.put(f"{url}/v1/collections/ro", headers=bearer(query)), 403)
+    assert httpx.put(f"{url}/v1/collections/ro", headers=bearer(admin)).status_code == 201
+    base = f"{url}/v1/collections/ro/documents"
+    assert_problem(httpx.put(f"{base}/a.md", content=b"# A\n\nx", headers=bearer(query)), 403)
+    files = [("files", ("a.md", b"# A\n\nx"))]
+    assert_problem(httpx.post(base, files=files, headers=bearer(query)), 403)
+    assert_problem(httpx.delete(f"{url}/v1/collections/ro", headers=bearer(query)), 403)
+    assert httpx.delete(f"{url}/v1/collections/ro", headers=bearer(admin)).status_code == 204
+
+
+def test_rag_docs_and_an_openai_client_over_a_collection(
+    keyed: tuple[str, dict[str, str], str, str], tmp_path: Path
+) -> None:
+    from openai import OpenAI
+
+    url, env, admin, query = keyed
+    cli = {**env, "RAG_URL": url, "RAG_API_KEY": admin}
+    assert rag("docs", "create", "alps", env=cli).returncode == 0
+    (tmp_path / "glacier.md").write_text(GLACIER, encoding="utf-8")
+    added = rag("docs", "add", str(tmp_path / "glacier.md"), "-c", "alps", env=cli)
+    assert added.returncode == 0, added.stderr
+    job = json.loads(added.stdout)
+    assert job["state"] == "done" and job["result"]["added"] == 1
+    listed = rag("docs", "list", "-c", "alps", env=cli)
+    assert "glacier.md" in listed.stdout
+    refused = rag("docs", "rm", "never.md", "-c", "alps", env=cli)
+    assert refused.returncode == 2 and "404" in refused.stderr
+
+    client = OpenAI(base_url=f"{url}/v1", api_key=query)
+    assert {"rag", "rag/alps"} <= {m.id for m in client.models.list()}
+    reply = client.chat.completions.create(
+        model="rag/alps",
+        messages=[{"role": "user", "content": "How long is the Aletsch glacier in the Alps?"}],
+    )
+    message = reply.choices[0].message
+    assert "23" in (message.content or "")
+    links = [a.url_citation.url for a in message.annotations or []]
+    assert links, message
+    link = links[0]
+    assert parse_qs(urlparse(link).query)["collection"] == ["alps"]
+    opened = httpx.get(link)  # no key: the link's signature is for this collection's document
+    assert opened.status_code == 200 and "Aletsch" in opened.text
+    # The same signature does not open the same path in another collection.
+    other = link.replace("collection=alps", "collection=default")
+    assert_problem(httpx.get(other), 403)
+
+    removed = rag("docs", "rm", "glacier.md", "-c", "alps", env=cli)
+    assert removed.returncode == 0 and json.loads(removed.stdout)["result"]["deleted"] == 1
+    assert "glacier.md" not in rag("docs", "list", "-c", "alps", env=cli).stdout
