@@ -43,6 +43,11 @@ $(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
+	@# tests/api/test_nginx.py runs deploy/nginx.conf in a real nginx; skipped without one.
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
+	fi
 	@# This configuration's wheel, even where another build of the same version is installed.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall \
 		--no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
