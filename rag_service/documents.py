@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from rag_service.errors import BadRequest, NotFound
+from rag_service.index_state import SourceEntry
 from rag_service.serving import SearchService
 
 
@@ -21,6 +22,7 @@ class DocumentText:
     title: str
     text: str  # offsets as in chunks and citations; what no chunk covers is newlines
     generation: int
+    entry: SourceEntry  # its manifest entry in that generation: hash, size, encoding...
 
 
 def check_source(source: str) -> str:
@@ -60,4 +62,4 @@ def read_document(search: SearchService, source: str) -> DocumentText:
         chunks = served.store.get(entry.chunk_ids)
         generation = served.pointer.generation
     text = _stitch([(c.start, c.text) for c in chunks])
-    return DocumentText(source, entry.title, text, generation)
+    return DocumentText(source, entry.title, text, generation, entry)

@@ -166,10 +166,8 @@ def list_documents(name: CollectionName, library: LibraryDep) -> dict[str, Any]:
 @router.get("/v1/collections/{name}/documents/{path:path}", dependencies=[QUERY])
 def get_document(name: CollectionName, path: str, library: LibraryDep) -> dict[str, Any]:
     """The document's metadata and its text as indexed (what citations' offsets refer to)."""
-    search = library.search(name)
-    document = read_document(search, path)
-    with search.current() as served:
-        entry = search.state.manifest(served.pointer)[path]
+    document = read_document(library.search(name), path)
+    entry = document.entry
     return {
         "collection": name,
         "path": path,
