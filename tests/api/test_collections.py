@@ -84,6 +84,7 @@ def test_a_collection_lives_its_whole_life_over_http(
     created = httpx.put(f"{url}/v1/collections/birds")
     assert created.status_code == 201 and created.json()["kind"] == "managed"
     assert httpx.put(f"{url}/v1/collections/birds").status_code == 200  # idempotent
+    assert sources(url, "falcon", "birds") == []  # a new collection is empty, not "not ready"
 
     files = [
         ("files", ("falcon.md", FALCON.encode())),
@@ -267,7 +268,7 @@ def test_a_server_killed_mid_job_resumes_it_and_never_stops_serving(
         httpx.put(f"{url}/v1/collections/ports")
         base = f"{url}/v1/collections/ports/documents"
         first = wait_job(url, accepted(httpx.put(f"{base}/first.md", content=b"# First\n\nowls")))
-        assert first["result"]["generation"] == 1
+        committed = first["result"]["generation"]
         job = accepted(httpx.put(f"{base}/long.md", content=long_text.encode()))
         deadline = time.monotonic() + 120
         while not job["progress"]:  # embedding has begun
@@ -279,12 +280,12 @@ def test_a_server_killed_mid_job_resumes_it_and_never_stops_serving(
 
     settings = Settings(_env_file=None, data_dir=tmp_path / "data")  # type: ignore[call-arg]
     pointer = Collections(settings.data_dir, settings.corpus_dir).get("ports").state.current()
-    assert pointer is not None and pointer.generation == 1  # the previous generation stands
+    assert pointer is not None and pointer.generation == committed  # the previous one stands
 
     with api_process(tmp_path, env) as (url, _):
         assert sources(url, "owls", "ports") == ["first.md"]  # served at once after the restart
         resumed = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
         assert resumed["resumed"] == 1 and resumed["state"] in ("queued", "running", "done")
         done = wait_job(url, resumed, timeout_s=300)
-        assert done["state"] == "done" and done["result"]["generation"] == 2
+        assert done["state"] == "done" and done["result"]["generation"] == committed + 1
         assert sources(url, "harbour number 7 ships at dawn", "ports")[0] == "long.md"

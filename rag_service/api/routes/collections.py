@@ -81,10 +81,16 @@ def list_collections(library: LibraryDep) -> dict[str, list[CollectionOut]]:
 
 
 @router.put("/v1/collections/{name}", dependencies=[ADMIN], status_code=201)
-def create_collection(name: CollectionName, library: LibraryDep, response: Response) -> Any:
+def create_collection(
+    name: CollectionName, library: LibraryDep, indexer: IndexerDep, response: Response
+) -> Any:
     """Creates a managed collection; an existing one (of either kind) is answered 200."""
     collection, created = library.collections.create(name)
-    if not created:
+    if created:
+        # An empty first generation: searching a new collection finds nothing (200), rather
+        # than "no index yet" (503), and its documents are a 404 until they are written.
+        indexer.reindex(name, collection.folder, lambda done, total: None)
+    else:
         response.status_code = 200
     return _describe(collection)
 
