@@ -10,6 +10,7 @@ import pytest
 
 from ingest.reindex import ReindexReport, reindex
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
+from rag_service.index_state import IndexState
 from rag_service.serving import SearchService
 from rag_service.settings import Settings
 
@@ -61,6 +62,9 @@ def make_folder(root: Path) -> None:
     (root / "tea.txt").write_bytes(
         "乌龙茶属于半发酵茶，冲泡时水温宜在九十五度左右，第一泡用于醒茶。".encode("gbk")
     )
+    (root / "market.txt").write_bytes(
+        "臺灣的夜市以小吃聞名，士林夜市是臺北規模最大的夜市之一，每晚遊客眾多。".encode("big5")
+    )
     page = (
         '<html><head><meta charset="big5"><title>高鐵時刻</title></head><body>'
         "<h1>台北到高雄</h1><p>高速鐵路從台北到左營最快只需要九十四分鐘。</p></body></html>"
@@ -83,11 +87,30 @@ def test_every_file_is_indexed(indexed: tuple[Settings, ReindexReport]) -> None:
     assert report.failed == ()
     assert sorted(report.added) == [
         "handbook.docx",
+        "market.txt",
         "mars.pptx",
         "rail.html",
         "stock.xlsx",
         "tea.txt",
     ]
+
+
+def test_the_encoding_each_file_was_read_in_is_recorded(
+    indexed: tuple[Settings, ReindexReport],
+) -> None:
+    settings, _ = indexed
+    state = IndexState(settings.data_dir)
+    pointer = state.current()
+    assert pointer is not None
+    encodings = {path: entry.encoding for path, entry in state.manifest(pointer).items()}
+    assert encodings == {
+        "handbook.docx": None,
+        "market.txt": "cp950",
+        "mars.pptx": None,
+        "rail.html": "cp950",
+        "stock.xlsx": None,
+        "tea.txt": "gb18030",
+    }
 
 
 @pytest.mark.parametrize(
@@ -98,6 +121,7 @@ def test_every_file_is_indexed(indexed: tuple[Settings, ReindexReport]) -> None:
         ("榴莲还有多少库存", "stock.xlsx"),
         ("乌龙茶的冲泡水温", "tea.txt"),
         ("高鐵從台北到左營要多久", "rail.html"),
+        ("士林夜市在哪個城市", "market.txt"),
     ],
 )
 def test_a_chinese_question_finds_the_one_file_that_answers_it(
