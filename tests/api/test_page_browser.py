@@ -138,6 +138,8 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     page = browser.new_page(locale="en-US")
     _accept_dialogs(page)
     page.goto(url)
+    # The selector is filled from /v1/collections after the page loads.
+    page.locator("#collection option[value='default']").wait_for(state="attached")
     assert page.locator("#collection").input_value() == "default"
     assert page.locator("#delete-collection").is_disabled()
     _create(page, "notes")
