@@ -134,7 +134,15 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
-        return problem(request, 422, "the request is not valid", INVALID_REQUEST, errors=errors)
+        # The first error in the detail, so a client that shows only `detail` says what is wrong.
+        first = errors[0] if errors else None
+        where = ".".join(str(part) for part in first["loc"]) if first else ""
+        detail = (
+            f"the request is not valid: {where}: {first['msg']}"
+            if first
+            else ("the request is not valid")
+        )
+        return problem(request, 422, detail[:500], INVALID_REQUEST, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
