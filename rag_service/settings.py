@@ -29,6 +29,21 @@ DEFAULT_MODELS = {
 }
 
 
+# What the development sets chose for each embedder's dense list (README, *Retrieval* and
+# *Answer quality and refusal*): its fusion weights, the Chinese bigram boost and the refusal
+# rule all depend on how well, and on what scale, it scores. A setting given explicitly wins.
+TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
+    E5_BUNDLED_MODEL: {
+        "retrieval": {
+            "dense_weight_en": 1.5,
+            "dense_weight_zh": 1.5,
+            "bigram_weight_zh": 2.0,
+        },
+        "answer": {},
+    },
+}
+
+
 class EmbedderSettings(BaseModel):
     backend: str = Field(
         "sentence-transformers",
@@ -166,8 +181,12 @@ class AnswerSettings(BaseModel):
     )
     # Below this share of the question's informative words (idf-weighted) found in the best
     # passage, the service refuses without calling the LLM. Calibrated on the development sets.
-    min_coverage_en: float = Field(0.55, ge=0, le=1)
-    min_coverage_zh: float = Field(0.45, ge=0, le=1)
+    # With a similarity weight, the threshold applies to coverage + weight x the best dense
+    # cosine among the passages (answering.py); the weight's scale is the embedder's.
+    min_coverage_en: float = Field(0.55, ge=0, le=10)
+    min_coverage_zh: float = Field(0.45, ge=0, le=10)
+    similarity_weight_en: float = Field(0.0, ge=0, le=20)
+    similarity_weight_zh: float = Field(0.0, ge=0, le=20)
     # A citation stands when the cited passage holds this share of the claim's words.
     min_citation_support: float = Field(0.5, ge=0, le=1)
     extractive_sentences: int = Field(
@@ -267,3 +286,15 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _tuned_for_the_embedder(self) -> Settings:
+        """The embedder's tuned weights and refusal rule, for each one not set explicitly."""
+        tuned = TUNED_FOR_EMBEDDER.get(self.embedder.model, {})
+        for part, values in tuned.items():
+            section = getattr(self, part)
+            explicit = section.model_fields_set
+            for name, value in values.items():
+                if name not in explicit:
+                    setattr(section, name, value)
+        return self
