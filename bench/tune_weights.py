@@ -7,7 +7,8 @@ languages, for the configured embedder, leaving each development set out in turn
 
 Each set is indexed once (vectors from the shared cache, as `rag eval` does) and every
 question's BM25 and dense lists (50 each), the sources, languages and bigram shares of their
-chunks are kept in data/eval-cache/lists-<backend>-<set>.json; a rerun only re-scores. Scoring
+chunks are kept in data/eval-cache/lists-<backend>-c<en>-<zh>-<set>.json (the dense list
+depends on RAG_RETRIEVAL__QUERY_CENTERING_EN and _ZH); a rerun only re-scores. Scoring
 mirrors `rag eval`'s "ours": min-max score fusion with BM25 at 1.0 and the dense list at
 `dense`, then for a Chinese query the fused top 50 re-ordered by fused score + `bigram` x share.
 `xl` is what BM25 does when a hit's chunk is not in the query's language: `keep` it, or `drop`
@@ -113,7 +114,9 @@ def main(dirs: list[Path]) -> None:
     backend = settings.embedder.backend
     groups: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
     for directory in dirs:
-        out = REPO / "data" / "eval-cache" / f"lists-{backend}-{directory.name}.json"
+        r = settings.retrieval
+        centering = f"{r.query_centering_en}-{r.query_centering_zh}"
+        out = REPO / "data" / "eval-cache" / f"lists-{backend}-c{centering}-{directory.name}.json"
         if not out.exists():
             dump(directory, settings, out)
             print(f"dumped {directory}", file=sys.stderr)
@@ -122,7 +125,11 @@ def main(dirs: list[Path]) -> None:
             recs = [r for r in data["questions"] if r["lang"] == language]
             if len(recs) >= 20:
                 groups[language][f"{data['set']}/{language}"] = recs
-    result: dict[str, Any] = {"backend": backend, "model": settings.embedder.model}
+    result: dict[str, Any] = {
+        "backend": backend,
+        "model": settings.embedder.model,
+        "query_centering": [r.query_centering_en, r.query_centering_zh],
+    }
     for language, sets in groups.items():
         table = {
             s: {name(c): score(recs, lambda r, c=c: rank(r, c)) for c in configs(language)}
@@ -174,7 +181,7 @@ def main(dirs: list[Path]) -> None:
             per = "  ".join(f"{table[s][name(c)][0]:.4f}" for s in sets)
             mean = sum(table[s][name(c)][0] for s in sets) / len(sets)
             print(f"    {name(c):<30} mean {mean:.4f}  {per}")
-    out = REPO / "bench" / "results" / f"weights-tuning-{backend}.json"
+    out = REPO / "bench" / "results" / f"weights-tuning-{backend}-c{centering}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -38,6 +38,7 @@ TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
             "dense_weight_en": 1.5,
             "dense_weight_zh": 1.5,
             "bigram_weight_zh": 2.0,
+            "query_centering_zh": 0.5,
         },
         "answer": {},
     },
@@ -107,6 +108,10 @@ class RetrievalSettings(BaseModel):
     bm25_weight_zh: float = Field(1.0, ge=0)
     dense_weight_zh: float = Field(0.2, ge=0)
     candidates: int = Field(50, ge=1, le=1000, description="Depth of each list before fusion.")
+    # The share of the mean query vector of the query's language subtracted before the dense
+    # search (retrieval/centering.py); only embedders with shipped means are affected.
+    query_centering_en: float = Field(0.0, ge=0, le=2, description="English queries; 0: off.")
+    query_centering_zh: float = Field(0.0, ge=0, le=2, description="Chinese queries; 0: off.")
     # Fused score + this x the share of the query's Chinese character pairs a passage holds,
     # over the fused top `rerank_depth` of Chinese queries; 0 turns it off. Any value from 0.4
     # to 2.0 met the bar on every development set; 1.0 was chosen leaving each set out in turn.
