@@ -40,7 +40,13 @@ TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
             "bigram_weight_zh": 2.0,
             "query_centering_zh": 0.5,
         },
-        "answer": {},
+        # bench/calibrate_refusal.py on xquad_en, xquad_zh, cmrc2018_dev and the corpus.
+        "answer": {
+            "similarity_weight_en": 6.0,
+            "min_coverage_en": 5.59,
+            "similarity_weight_zh": 4.0,
+            "min_coverage_zh": 3.48,
+        },
     },
 }
 
