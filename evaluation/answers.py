@@ -81,6 +81,9 @@ class AnswerRecord:
     ms: float
     refused_without_gold: bool  # with the gold documents filtered out
     coverage_without_gold: float
+    # The best dense cosine among the answer's passages (None: none came from the dense list).
+    similarity: float | None = None
+    similarity_without_gold: float | None = None
 
 
 def _answer_text(answer: Answer) -> str:
@@ -117,6 +120,8 @@ def answer_records(
                     ms=ms,
                     refused_without_gold=not without_gold.answerable,
                     coverage_without_gold=without_gold.coverage,
+                    similarity=with_gold.similarity,
+                    similarity_without_gold=without_gold.similarity,
                 )
             )
         return prepared.eval_set.name, records

@@ -1,8 +1,12 @@
 """Question to answer: retrieve, judge the evidence, prompt, generate, check the citations.
 
 The service refuses (``answerable: false``, a fixed message per language) without calling the
-LLM when the best passage holds too little of the question (``coverage`` below the setting for
-the question's language), and also when the LLM replies that the documents do not answer.
+LLM when the evidence is weak, and also when the LLM replies that the documents do not answer.
+The evidence is ``coverage`` (the share of the question's informative words in the best passage)
+plus ``similarity_weight`` x ``similarity`` (the best dense cosine among the passages), against
+``min_coverage`` for the question's language; with a weight of 0 it is coverage alone. Words
+alone cannot tell a paraphrase from a near miss; a dense model that reads both languages can
+tell some of them (README, *Answer quality and refusal*).
 
 Each stage hands the next a frozen value: ``Evidence`` (what was found, how well it covers the
 question, the prompt if it is worth asking), then the ``Answer``, built once at the end.
@@ -47,6 +51,7 @@ class Evidence:
     language: str
     passages: tuple[RetrievedPassage, ...]
     coverage: float  # share of the question's informative words in the best passage
+    similarity: float | None  # best dense cosine among the passages; None: none was dense
     generation: int  # the index generation that was searched
     prompt: Prompt | None  # None: too weak to ask the LLM, the answer is a refusal
     search: SearchTimings
@@ -78,6 +83,7 @@ class Answer:
     answerable: bool
     passages: tuple[RetrievedPassage, ...]
     coverage: float
+    similarity: float | None
     backend: str
     model: str
     generation: int
@@ -152,9 +158,13 @@ class AnswerService:
         """The same answerer (one LLM, one set of prompts) over another collection's index."""
         return AnswerService(search, self.llm, self._prompts, self._settings, self._fallback)
 
-    def _threshold(self, language: str) -> float:
+    def _strong_enough(self, language: str, coverage: float, similarity: float | None) -> bool:
         s = self._settings
-        return s.min_coverage_zh if language == "zh" else s.min_coverage_en
+        if language == "zh":
+            weight, threshold = s.similarity_weight_zh, s.min_coverage_zh
+        else:
+            weight, threshold = s.similarity_weight_en, s.min_coverage_en
+        return coverage + weight * (similarity or 0.0) >= threshold
 
     def check_llm(self) -> str:
         """Readiness of the answering side: who answers now. ``UpstreamError`` when the LLM
@@ -180,8 +190,11 @@ class AnswerService:
             (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
             default=0.0,
         )
+        similarity = max(
+            (p.dense_score for p in found.passages if p.dense_score is not None), default=None
+        )
         prompt = None
-        if found.passages and best >= self._threshold(found.language):
+        if found.passages and self._strong_enough(found.language, best, similarity):
             chunks = [p.chunk for p in found.passages]
             prompt = self._prompts.build(question.text, chunks, question.history)
         return Evidence(
@@ -189,6 +202,7 @@ class AnswerService:
             language=found.language,
             passages=found.passages,
             coverage=best,
+            similarity=similarity,
             generation=found.pointer.generation,
             prompt=prompt,
             search=found.timings,
@@ -286,6 +300,7 @@ class AnswerService:
             answerable=verdict.refusal is None,
             passages=evidence.passages,
             coverage=evidence.coverage,
+            similarity=evidence.similarity,
             backend=llm.backend,
             model=llm.model,
             generation=evidence.generation,

