@@ -24,38 +24,43 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]) -> Iterator[str]:
+def api(tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]) -> Iterator[str]:
     if not Path(NGINX).exists():
         pytest.skip("no nginx: `apt-get install nginx-light` (make install-dev)")
-    root = tmp_path_factory.mktemp("nginx")
-    with api_server(root, indexed_docs) as api:
-        port = free_port()
-        site = (REPO / "deploy" / "nginx.conf").read_text()
-        site = site.replace("http://api:8000", api).replace("listen 8080;", f"listen {port};")
-        site = "\n".join(line for line in site.splitlines() if "resolver" not in line)
-        (root / "site.conf").write_text(site)
-        (root / "nginx.conf").write_text(
-            f"pid {root}/nginx.pid;\nerror_log {root}/error.log;\nevents {{}}\n"
-            f"http {{\n client_body_temp_path {root}/body;\n proxy_temp_path {root}/proxy;\n"
-            f" access_log off;\n include {root}/site.conf;\n}}\n"
-        )
-        proc = subprocess.Popen([NGINX, "-c", str(root / "nginx.conf"), "-g", "daemon off;"])
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, (root / "error.log").read_text()
-                assert time.monotonic() < deadline, (root / "error.log").read_text()
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with api_server(tmp_path_factory.mktemp("nginx-api"), indexed_docs) as url:
+        yield url
+
+
+@pytest.fixture
+def proxy(api: str, tmp_path: Path) -> Iterator[str]:
+    """An nginx of its own per test: its rate-limit state must not carry over to the next."""
+    port = free_port()
+    site = (REPO / "deploy" / "nginx.conf").read_text()
+    site = site.replace("http://api:8000", api).replace("listen 8080;", f"listen {port};")
+    site = "\n".join(line for line in site.splitlines() if "resolver" not in line)
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n client_body_temp_path {tmp_path}/body;\n proxy_temp_path {tmp_path}/proxy;\n"
+        f" access_log off;\n include {tmp_path}/site.conf;\n}}\n"
+    )
+    proc = subprocess.Popen([NGINX, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp_path / "error.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_uploads_pass_the_proxy_and_other_large_bodies_do_not(proxy: str) -> None:
