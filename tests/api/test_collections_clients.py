@@ -5,10 +5,7 @@ collection as a model and its citation links open that collection's document."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -16,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from tests.api.test_auth import bearer, rag
 from tests.api.test_http import assert_problem
 from tests.servers import api_server
 
@@ -25,16 +23,6 @@ GLACIER = (
     "# Glaciers\n\nThe Aletsch glacier is the largest glacier in the Alps, about 23 kilometres "
     "long, flowing from the Jungfrau region towards the Rhône valley.\n"
 )
-
-
-def rag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rag_cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +37,6 @@ def keyed(
     query = rag("keys", "create", "--name", "reader", "--scope", "query", env=env).stdout.strip()
     with api_server(root, env) as url:
         yield url, env, admin, query
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def test_only_admin_keys_write_and_no_key_reads(
