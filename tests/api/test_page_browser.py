@@ -231,6 +231,8 @@ def test_upload_errors_hostile_names_and_collection_delete(
 
     page.get_by_role("button", name="Delete collection").click()
     page.locator("#manage-status", has_text="Deleted").wait_for()
+    # The selector is refilled from /v1/collections after the deletion.
+    page.locator("#collection option[value=scratch]").wait_for(state="detached")
     assert page.locator("#collection").input_value() == "default"
     assert page.locator("#collection option[value=scratch]").count() == 0
     page.close()
