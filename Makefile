@@ -37,7 +37,7 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/.installed-run
 
 # --only-binary: pip never builds llama-cpp-python itself (it would take its cache's wheel).
 $(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built
-	$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp,multilingual]'
+	$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp]'
 	@# The page's browser test drives Debian's Chromium; without root or apt-get it is skipped
 	@# with the reason.
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

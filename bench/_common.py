@@ -41,11 +41,14 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> ProcessRu
     return ProcessRun(wall, usage.ru_maxrss / 1024, stdout)
 
 
-def materialise_eval_corpus(name: str, target: Path) -> Path:
-    """An evaluation corpus.jsonl as one text file per document: title, blank line, text."""
+def materialise_eval_corpus(name: str, target: Path, limit: int | None = None) -> Path:
+    """An evaluation corpus.jsonl as one text file per document: title, blank line, text (the
+    first `limit` documents, or all)."""
     target.mkdir(parents=True, exist_ok=True)
     with (EVAL_DIR / name / "corpus.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
+        for n, line in enumerate(fh):
+            if limit is not None and n >= limit:
+                break
             doc = json.loads(line)
             safe_id = "".join(
                 ch if ch.isalnum() or ch in "-_" else "_" for ch in str(doc["doc_id"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from _common import EVAL_DIR, REPO
 
@@ -25,14 +26,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("sets", nargs="+", help="Names under ../shared/eval, or 'corpus'.")
     parser.add_argument("--limit", type=int, default=None, help="First N questions of a set.")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     cache = REPO / "data" / "eval-cache" / "embeddings.sqlite"
     for name in args.sets:
         folder = REPO / "corpus" if name == "corpus" else EVAL_DIR / name
         _, records = answer_records(folder, Settings(), cache, args.limit)
-        out = REPO / "bench" / "results" / f"answer-records-{name}.json"
+        args.out.mkdir(parents=True, exist_ok=True)
+        out = args.out / f"answer-records-{name}.json"
         out.write_text(json.dumps([asdict(r) for r in records]) + "\n")
-        print(f"{name}: {len(records)} records -> {out.relative_to(REPO)}")
+        print(f"{name}: {len(records)} records -> {out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The widely copied LangChain recipe, as the ingest baseline: split with
 RecursiveCharacterTextSplitter and Chroma.from_documents, with our embedder behind LangChain's
-Embeddings interface so both sides embed with the same model.
+Embeddings interface so both sides embed with the same model (the one RAG_EMBEDDER__* selects,
+as for `rag reindex`).
 
     python bench/langchain_ingest.py FOLDER PERSIST_DIR   -> prints {"chunks": N}
 """
@@ -16,12 +17,13 @@ from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from evaluation.langchain_baseline import langchain_embeddings
-from rag_service.embedders.sentence_transformers import SentenceTransformerEmbedder
-from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
+from rag_service.embedders import build_embedder
+from rag_service.settings import Settings
 
 
 def main(folder: Path, persist_dir: Path) -> None:
-    chunking = Settings(_env_file=None).chunking  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    chunking = settings.chunking
     documents = [
         Document(page_content=path.read_text(encoding="utf-8"), metadata={"source": str(path)})
         for path in sorted(folder.rglob("*"))
@@ -33,7 +35,7 @@ def main(folder: Path, persist_dir: Path) -> None:
     chunks = splitter.split_documents(documents)
     Chroma.from_documents(
         chunks,
-        embedding=langchain_embeddings(SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL)),
+        embedding=langchain_embeddings(build_embedder(settings.embedder)),
         persist_directory=str(persist_dir),
         collection_metadata={"hnsw:space": "cosine"},
     )

@@ -32,7 +32,7 @@ def main(dirs: list[Path]) -> None:
     settings = Settings()
     e = settings.embedder
     cache = REPO / "data" / "eval-cache" / "embeddings.sqlite"
-    embedder = CachedEmbedder(build_embedder(e), cache, f"{e.backend}|{e.model}")
+    embedder = CachedEmbedder(build_embedder(e), cache, "|".join(e.identity))
     vectors: dict[str, list[np.ndarray]] = {}
     sources: dict[str, list[str]] = {}
     try:

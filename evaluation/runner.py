@@ -80,7 +80,7 @@ def prepared_set(
             eval_set.questions[limit:] = []
         run_settings = settings.model_copy(update={"data_dir": Path(tmp) / "index"})
         e = settings.embedder
-        embedder = CachedEmbedder(build_embedder(e), cache_path, f"{e.backend}|{e.model}")
+        embedder = CachedEmbedder(build_embedder(e), cache_path, "|".join(e.identity))
         service = SearchService(run_settings, embedder, build_reranker(settings.retrieval))
         try:
             report = reindex(run_settings, eval_set.documents, embedder=embedder)

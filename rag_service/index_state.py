@@ -39,7 +39,7 @@ def index_fingerprint(settings: Settings) -> str:
     """All that shapes the vectors or the chunks; a different value forces a full rebuild."""
     identity = {
         "format": INDEX_FORMAT,
-        "embedder": [settings.embedder.backend, settings.embedder.model],
+        "embedder": settings.embedder.identity,
         "chunk_size": settings.chunking.chunk_size,
         "chunk_overlap": settings.chunking.chunk_overlap,
     }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,13 @@ from rag_service.protocols import Vectors
 from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 DATA = Path(__file__).parent / "data"
+
+# The suite runs on MiniLM unless a test asks for another embedder: its fixtures index with the
+# `real_embedder` below in-process and the servers they start must agree (the backend is part of
+# the index fingerprint), and the refusals several tests expect are MiniLM's. The default, e5,
+# has its own tests (tests/integration/test_e5.py, over HTTP too); set in the environment, this
+# reaches every `rag` process a test starts.
+os.environ.setdefault("RAG_EMBEDDER__BACKEND", "sentence-transformers")
 
 
 @pytest.fixture(autouse=True)

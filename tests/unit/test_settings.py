@@ -55,6 +55,19 @@ def test_fingerprint_changes_with_model_and_chunking_only() -> None:
     assert index_fingerprint(base) != index_fingerprint(other_model)
 
 
+def test_e5_int8_has_an_index_of_its_own_and_fp32_and_bf16_share_one() -> None:
+    def fingerprint(precision: str) -> str:
+        embedder = {"backend": "e5", "precision": precision}
+        return index_fingerprint(Settings(_env_file=None, embedder=embedder))  # type: ignore[call-arg]
+
+    assert fingerprint("fp32") == fingerprint("bf16") == fingerprint("auto")
+    assert fingerprint("int8") != fingerprint("fp32")
+    minilm = {"backend": "sentence-transformers", "precision": "int8"}  # e5's setting only
+    assert (
+        EmbedderSettings(**minilm).identity == EmbedderSettings(backend=minilm["backend"]).identity
+    )
+
+
 def test_an_embedder_brings_its_tuned_weights_unless_they_are_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -64,7 +77,8 @@ def test_an_embedder_brings_its_tuned_weights_unless_they_are_set(
     tuned = TUNED_FOR_EMBEDDER[E5_BUNDLED_MODEL]["retrieval"]
     assert e5.retrieval.dense_weight_zh == tuned["dense_weight_zh"]
     # The defaults of later instances are untouched.
-    assert Settings(_env_file=None, embedder=EmbedderSettings()).retrieval.dense_weight_zh == 0.2  # type: ignore[call-arg]
+    minilm_again = EmbedderSettings(backend="sentence-transformers")
+    assert Settings(_env_file=None, embedder=minilm_again).retrieval.dense_weight_zh == 0.2  # type: ignore[call-arg]
     monkeypatch.setenv("RAG_EMBEDDER__BACKEND", "e5")
     monkeypatch.setenv("RAG_RETRIEVAL__DENSE_WEIGHT_ZH", "0.7")
     explicit = Settings(_env_file=None)  # type: ignore[call-arg]
