@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from rag_service.protocols import Vectors
+
+
+def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> Vectors:
+    """Token vectors (batch, tokens, dim) averaged over the attention mask, then L2-normalised:
+    the pooling of sentence-transformers' MiniLM and of E5."""
+    weights = mask[:, :, None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    result: Vectors = (pooled / norms).astype(np.float32)
+    return result
 
 
 class LazyEmbedder:
@@ -36,6 +48,24 @@ class LazyEmbedder:
 
     def close(self) -> None:
         """The model is plain memory: nothing to release."""
+
+    def _by_length(
+        self, texts: Sequence[str], size: int, encode: Callable[[list[str]], Vectors]
+    ) -> Vectors:
+        """`encode` over batches of `size` texts, under the model's lock. Sorted by length, a
+        batch pads little; the caller's order is restored after."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with self._lock:
+            parts = [
+                encode([texts[i] for i in order[start : start + size]])
+                for start in range(0, len(order), size)
+            ]
+        out = np.concatenate(parts)
+        restored: Vectors = np.empty_like(out)
+        restored[order] = out
+        return restored
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         raise NotImplementedError

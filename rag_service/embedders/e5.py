@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_service.embedders.base import LazyEmbedder
+from rag_service.embedders.base import LazyEmbedder, mean_pooled
 from rag_service.errors import ConfigError
 from rag_service.protocols import Vectors
 from rag_service.settings import E5_BUNDLED_MODEL
@@ -194,30 +194,14 @@ class E5Embedder(LazyEmbedder):
         encodings = m.tokenizer.encode_batch([m.normalise(t) for t in texts])
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (m.hidden(ids, mask) * weights).sum(axis=1) / weights.sum(axis=1).clip(1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
-        result: Vectors = (pooled / norms).astype(np.float32)
-        return result
+        return mean_pooled(m.hidden(ids, mask), mask)
 
     def _embed(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        # Sorted by length, a batch pads little; the caller's order is restored after.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with self._lock:
-            # int8 quantises activations with one scale per batch, padding included, so a text
-            # batched with others got another vector than alone (cosine 0.998): one text per
-            # call keeps a text's vector its own, at about the same speed on a CPU.
-            size = 1 if self._model.precision == "int8" else self._batch_size
-            parts = [
-                self._encode([texts[i] for i in order[start : start + size]])
-                for start in range(0, len(order), size)
-            ]
-        out = np.concatenate(parts)
-        restored: Vectors = np.empty_like(out)
-        restored[order] = out
-        return restored
+        # int8 quantises activations with one scale per batch, padding included, so a text
+        # batched with others got another vector than alone (cosine 0.998): one text per call
+        # keeps a text's vector its own, at about the same speed on a CPU.
+        size = 1 if texts and self.precision == "int8" else self._batch_size
+        return self._by_length(texts, size, self._encode)
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         return self._embed([PASSAGE_PREFIX + t for t in texts])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_service.embedders.base import LazyEmbedder
+from rag_service.embedders.base import LazyEmbedder, mean_pooled
 from rag_service.errors import ConfigError
 from rag_service.protocols import Vectors
 
@@ -57,23 +57,7 @@ class OnnxInt8Embedder(LazyEmbedder):
             ["last_hidden_state"],
             {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
         )
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        result: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return result
+        return mean_pooled(hidden, mask)
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        # Sorting by length keeps padding small inside each batch; the order is restored after.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        parts = []
-        with self._lock:
-            for start in range(0, len(order), self._batch_size):
-                batch = [texts[i] for i in order[start : start + self._batch_size]]
-                parts.append(self._encode_batch(batch))
-        out = np.concatenate(parts)
-        restored: Vectors = np.empty_like(out)
-        restored[order] = out
-        return restored
+        return self._by_length(texts, self._batch_size, self._encode_batch)
