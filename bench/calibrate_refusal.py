@@ -4,8 +4,8 @@ from answer records.
     .venv/bin/python bench/calibrate_refusal.py bench/results/answer-records-*.json
 
 The service answers when coverage + weight x similarity reaches the threshold (coverage: the
-share of the question's informative words in the best passage; similarity: the best dense
-cosine among the passages). For each language, weight and threshold: how often an answerable
+share of the question's informative words in the best passage; similarity: the question's
+best cosine with a sentence of the top passage). For each language, weight and threshold: how often an answerable
 question is refused (its gold documents indexed, evidence below the threshold) and how often an
 unanswerable one is answered (gold documents filtered out, evidence at or above it). The chosen
 pair minimises the sum of the two rates, averaged over the sets with questions in that language
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-WEIGHTS = [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+WEIGHTS = [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 14.0]
 STEPS = 200  # thresholds per weight, evenly spaced over the scores' range
 
 

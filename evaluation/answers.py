@@ -81,7 +81,7 @@ class AnswerRecord:
     ms: float
     refused_without_gold: bool  # with the gold documents filtered out
     coverage_without_gold: float
-    # The best dense cosine among the answer's passages (None: none came from the dense list).
+    # The best cosine with a sentence of the top passage (None: not weighed, or no passage).
     similarity: float | None = None
     similarity_without_gold: float | None = None
 

@@ -125,9 +125,9 @@ def reindex(
         fingerprint = index_fingerprint(settings)
         rebuild = pointer is None or pointer.fingerprint != fingerprint
         previous = {} if rebuild or pointer is None else state.manifest(pointer)
-        scanned = scan(
-            target.folder, previous, Splitter(settings.chunking), settings.ingest.max_file_bytes
-        )
+        model = embedder or build_embedder(settings.embedder)  # loads on first use
+        splitter = Splitter(settings.chunking, model)
+        scanned = scan(target.folder, previous, splitter, settings.ingest.max_file_bytes)
         planned = plan(previous, scanned)
         reused, generation = 0, None
         if not dry_run and pointer is not None and not rebuild and not planned.changed:
@@ -137,7 +137,7 @@ def reindex(
             name = store_name(settings.store.collection_prefix, collection, fingerprint)
             committed = 0 if rebuild or pointer is None else pointer.generation
             reused = _write(
-                settings, state, name, committed, generation, planned, scanned, embedder, progress
+                settings, state, name, committed, generation, planned, scanned, model, progress
             )
             state.commit(name, generation, fingerprint, planned.manifest)
             log.info("committed generation %d: %d chunks", generation, planned.chunks_total)
@@ -172,7 +172,7 @@ def _write(
     generation: int,
     planned: Plan,
     scanned: Scan,
-    embedder: Embedder | None,
+    model: Embedder,
     progress: ProgressFn | None,
 ) -> int:
     """Write ``generation`` from the plan after undoing what an interrupted run left; returns
@@ -181,7 +181,6 @@ def _write(
     try:
         adopted = store.reset_uncommitted(committed, {c.id for c in planned.embed}, generation)
         store.purge_retired(up_to=committed)
-        model = embedder or build_embedder(settings.embedder)
         write_generation(
             settings,
             state,

@@ -16,7 +16,7 @@ from pathlib import Path
 from ingest.files import SkippedPath, list_sources, read_source
 from ingest.load import load_document
 from ingest.split import Splitter
-from rag_service.errors import DocumentUnreadable
+from rag_service.errors import ConfigError, DocumentUnreadable, UpstreamError
 from rag_service.index_state import Manifest, SourceEntry
 from rag_service.types import Chunk
 
@@ -69,6 +69,8 @@ def scan(root: Path, previous: Manifest, splitter: Splitter, max_bytes: int) -> 
             error = f"cannot read file: {exc.strerror or exc}"
         except DocumentUnreadable as exc:
             error = exc.reason
+        except (ConfigError, UpstreamError):
+            raise  # the embedder cannot run (semantic splitter): no file could be indexed
         except Exception as exc:  # a bug in the splitter must cost one file, never the run
             log.debug("cannot index %s", source, exc_info=True)
             error = f"cannot index: {type(exc).__name__}: {str(exc)[:200]}"

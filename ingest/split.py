@@ -1,5 +1,7 @@
-"""Split documents into chunks: Markdown on headings first, then recursively on paragraph,
-line, sentence (Chinese and Western punctuation), clause and word boundaries.
+"""Split documents into chunks: Markdown on headings first, then each section either
+recursively on paragraph, line, sentence (Chinese and Western punctuation), clause and word
+boundaries (the default), or semantically: its sentences merged while neighbours' embeddings
+stay similar (``RAG_CHUNKING__SPLITTER=semantic``).
 
 Every chunk keeps its character offsets in the loaded text, so a citation can point at the
 exact span; chunk ids derive from the content, so an unchanged chunk keeps its id (and its
@@ -13,11 +15,16 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.load import LoadedDocument
+from rag_service.errors import ConfigError
+from rag_service.protocols import Embedder
 from rag_service.settings import ChunkingSettings
+from rag_service.text import split_sentences
 from rag_service.types import NO_PAGE, Chunk
 
 # Coarsest first. Chinese sentence and clause marks carry no following space, so they are
@@ -81,15 +88,81 @@ def chunk_id(source: str, headings: tuple[str, ...], text: str, occurrence: int)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
+class SectionSplitter(Protocol):
+    def split_text(self, text: str) -> list[str]:
+        """Pieces of one section, each a substring of it, in order."""
+        ...
+
+
+def _recursive(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    return RecursiveCharacterTextSplitter(
+        separators=SEPARATORS,
+        keep_separator="end",
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        strip_whitespace=True,
+    )
+
+
+class SemanticSplitter:
+    """Consecutive sentences stay in one chunk while each is similar to the one before it
+    (cosine of their document embeddings at least ``threshold``) and the chunk fits in
+    ``chunk_size``; a topic shift starts a new chunk. Chunks do not overlap: their ends are
+    meant to be where the text changes subject. A sentence longer than a chunk is cut
+    recursively first, its pieces then treated as sentences."""
+
+    def __init__(self, chunk_size: int, threshold: float, embedder: Embedder) -> None:
+        self._size = chunk_size
+        self._threshold = threshold
+        self._embedder = embedder
+        self._long = _recursive(chunk_size, 0)
+
+    def _units(self, text: str) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        for sentence in split_sentences(text):
+            if len(sentence.text) <= self._size:
+                spans.append((sentence.start, sentence.end))
+                continue
+            cursor = sentence.start
+            for piece in self._long.split_text(sentence.text):
+                found = text.find(piece, cursor)
+                start = found if found >= 0 else text.find(piece)
+                spans.append((start, start + len(piece)))
+                cursor = start + len(piece)
+        return spans
+
+    def split_text(self, text: str) -> list[str]:
+        units = self._units(text)
+        if len(units) < 2:
+            return [text[a:b] for a, b in units]
+        vectors = np.asarray(self._embedder.embed_documents([text[a:b] for a, b in units]))
+        similarity = np.einsum("ij,ij->i", vectors[1:], vectors[:-1])
+        pieces: list[str] = []
+        start, end = units[0]
+        for (a, b), similar in zip(units[1:], similarity, strict=True):
+            if similar >= self._threshold and b - start <= self._size:
+                end = b
+            else:
+                pieces.append(text[start:end])
+                start, end = a, b
+        pieces.append(text[start:end])
+        return pieces
+
+
+def build_section_splitter(
+    settings: ChunkingSettings, embedder: Embedder | None = None
+) -> SectionSplitter:
+    if settings.splitter == "recursive":
+        return _recursive(settings.chunk_size, settings.chunk_overlap)
+    if embedder is None:
+        raise ConfigError("the semantic splitter needs the embedder")
+    return SemanticSplitter(settings.chunk_size, settings.semantic_threshold, embedder)
+
+
 class Splitter:
-    def __init__(self, settings: ChunkingSettings) -> None:
-        self._splitter = RecursiveCharacterTextSplitter(
-            separators=SEPARATORS,
-            keep_separator="end",
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            strip_whitespace=True,
-        )
+    def __init__(self, settings: ChunkingSettings, embedder: Embedder | None = None) -> None:
+        """``embedder``: what the semantic splitter compares sentences with (unused otherwise)."""
+        self._splitter = build_section_splitter(settings, embedder)
 
     def split(self, doc: LoadedDocument) -> list[Chunk]:
         sections = (

@@ -3,10 +3,12 @@
 The service refuses (``answerable: false``, a fixed message per language) without calling the
 LLM when the evidence is weak, and also when the LLM replies that the documents do not answer.
 The evidence is ``coverage`` (the share of the question's informative words in the best passage)
-plus ``similarity_weight`` x ``similarity`` (the best dense cosine among the passages), against
-``min_coverage`` for the question's language; with a weight of 0 it is coverage alone. Words
-alone cannot tell a paraphrase from a near miss; a dense model that reads both languages can
-tell some of them (README, *Answer quality and refusal*).
+plus ``similarity_weight`` x ``similarity`` (the question's best cosine with a sentence of the
+top passage), against ``min_coverage`` for the question's language; with a weight of 0 it is
+coverage alone, and no sentence is embedded. Words alone cannot tell a paraphrase from a near
+miss; a dense model that reads both languages can tell some of them, and tells more from the one
+sentence that says the answer than from a passage on the topic as a whole (README, *Answer
+quality and refusal*).
 
 Each stage hands the next a frozen value: ``Evidence`` (what was found, how well it covers the
 question, the prompt if it is worth asking), then the ``Answer``, built once at the end.
@@ -15,20 +17,24 @@ question, the prompt if it is worth asking), then the ``Answer``, built once at 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from rag_service.citations import Mark, check_citations
 from rag_service.errors import UpstreamError
 from rag_service.llms import build_fallback_llm, build_llm
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
-from rag_service.protocols import LLM
+from rag_service.protocols import LLM, Embedder, Vectors
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.serving import SearchService
 from rag_service.settings import AnswerSettings, Settings
-from rag_service.text import MatchForm
+from rag_service.text import MatchForm, split_sentences
 from rag_service.types import Citation, GenerationParams, Message, Prompt, Usage
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,7 @@ class Evidence:
     language: str
     passages: tuple[RetrievedPassage, ...]
     coverage: float  # share of the question's informative words in the best passage
-    similarity: float | None  # best dense cosine among the passages; None: none was dense
+    similarity: float | None  # best cosine with a sentence of the top passage; None: not weighed
     generation: int  # the index generation that was searched
     prompt: Prompt | None  # None: too weak to ask the LLM, the answer is a refusal
     search: SearchTimings
@@ -132,6 +138,41 @@ def coverage(
     return sum(idf[t] for t in words & passage_tokens) / total if total else 0.0
 
 
+class SentenceSimilarity:
+    """The question's best cosine with a sentence of a passage. A passage that holds the answer
+    usually has a sentence that says it; one on the same topic without it (the other paragraphs
+    of the same article) is near the question only as a whole. Sentence vectors are kept (least
+    recently used out): the same passages come back for related questions."""
+
+    def __init__(self, embedder: Embedder, capacity: int = 4096) -> None:
+        self._embedder = embedder
+        self._capacity = capacity
+        self._vectors: OrderedDict[str, Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _sentence_vectors(self, sentences: list[str]) -> Vectors:
+        with self._lock:
+            known = {s: self._vectors[s] for s in sentences if s in self._vectors}
+            for s in known:
+                self._vectors.move_to_end(s)
+        missing = list(dict.fromkeys(s for s in sentences if s not in known))
+        if missing:
+            fresh = dict(zip(missing, self._embedder.embed_documents(missing), strict=True))
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self._capacity:
+                    self._vectors.popitem(last=False)
+            known |= fresh
+        return np.stack([known[s] for s in sentences])
+
+    def best(self, question: str, passage: str) -> float | None:
+        sentences = [s.text for s in split_sentences(passage)]
+        if not sentences:
+            return None
+        query = self._embedder.embed_query(question)
+        return float(np.max(self._sentence_vectors(sentences) @ query))
+
+
 def is_refusal(text: str) -> bool:
     """The model replied with the refusal sentence it was told to use (in either language)."""
     form = MatchForm.of(text).form
@@ -146,25 +187,29 @@ class AnswerService:
         prompts: PromptBuilder,
         settings: AnswerSettings,
         fallback: LLM | None = None,
+        sentences: SentenceSimilarity | None = None,
     ) -> None:
-        """``fallback``, if given, answers when ``llm`` fails before it has written anything."""
+        """``fallback``, if given, answers when ``llm`` fails before it has written anything.
+        ``sentences``: shared with the answerers of other collections (same embedder)."""
         self._search = search
         self.llm = llm
         self._prompts = prompts
         self._settings = settings
         self._fallback = fallback
+        self._sentences = sentences or SentenceSimilarity(search.embedder)
 
     def over(self, search: SearchService) -> AnswerService:
         """The same answerer (one LLM, one set of prompts) over another collection's index."""
-        return AnswerService(search, self.llm, self._prompts, self._settings, self._fallback)
+        return AnswerService(
+            search, self.llm, self._prompts, self._settings, self._fallback, self._sentences
+        )
 
-    def _strong_enough(self, language: str, coverage: float, similarity: float | None) -> bool:
+    def _rule(self, language: str) -> tuple[float, float]:
+        """Similarity weight and threshold for the language."""
         s = self._settings
         if language == "zh":
-            weight, threshold = s.similarity_weight_zh, s.min_coverage_zh
-        else:
-            weight, threshold = s.similarity_weight_en, s.min_coverage_en
-        return coverage + weight * (similarity or 0.0) >= threshold
+            return s.similarity_weight_zh, s.min_coverage_zh
+        return s.similarity_weight_en, s.min_coverage_en
 
     def check_llm(self) -> str:
         """Readiness of the answering side: who answers now. ``UpstreamError`` when the LLM
@@ -190,11 +235,12 @@ class AnswerService:
             (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
             default=0.0,
         )
-        similarity = max(
-            (p.dense_score for p in found.passages if p.dense_score is not None), default=None
-        )
+        weight, threshold = self._rule(found.language)
+        similarity = None
+        if weight and found.passages:
+            similarity = self._sentences.best(question.text, found.passages[0].chunk.text)
         prompt = None
-        if found.passages and self._strong_enough(found.language, best, similarity):
+        if found.passages and best + weight * (similarity or 0.0) >= threshold:
             chunks = [p.chunk for p in found.passages]
             prompt = self._prompts.build(question.text, chunks, question.history)
         return Evidence(

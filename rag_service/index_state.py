@@ -43,6 +43,9 @@ def index_fingerprint(settings: Settings) -> str:
         "chunk_size": settings.chunking.chunk_size,
         "chunk_overlap": settings.chunking.chunk_overlap,
     }
+    chunking = settings.chunking
+    if chunking.splitter != "recursive":  # added only then: the default's value stays as it was
+        identity |= {"splitter": chunking.splitter, "threshold": chunking.semantic_threshold}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

@@ -89,6 +89,11 @@ class SearchService:
         self._on_timings = on_timings
         self.loads = 0  # generations loaded so far: one per reindex this process followed
 
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder queries are searched with (answering compares sentences with it)."""
+        return self._embedder
+
     def _stamped_pointer(self) -> tuple[tuple[int, int], IndexPointer]:
         """The committed pointer and the stamp of that very file (a commit may land between)."""
         while True:

@@ -93,7 +93,22 @@ class EmbedderSettings(BaseModel):
 
 class ChunkingSettings(BaseModel):
     chunk_size: int = Field(1000, ge=50, description="Maximum characters per chunk.")
-    chunk_overlap: int = Field(150, ge=0, description="Characters shared by neighbouring chunks.")
+    chunk_overlap: int = Field(
+        150, ge=0, description="Characters shared by neighbouring chunks (recursive splitter)."
+    )
+    splitter: Literal["recursive", "semantic"] = Field(
+        "recursive",
+        description="recursive: on paragraph, sentence, clause and word boundaries up to "
+        "chunk_size; semantic: neighbouring sentences merged while their embeddings stay "
+        "similar (one embedding per sentence at ingest).",
+    )
+    semantic_threshold: float = Field(
+        0.8,
+        ge=-1.0,
+        le=1.0,
+        description="semantic splitter: a sentence joins the chunk of the one before it while "
+        "their cosine is at least this (and the chunk stays within chunk_size).",
+    )
 
     @model_validator(mode="after")
     def _overlap_smaller_than_chunk(self) -> ChunkingSettings:
@@ -202,8 +217,9 @@ class AnswerSettings(BaseModel):
     )
     # Below this share of the question's informative words (idf-weighted) found in the best
     # passage, the service refuses without calling the LLM. Calibrated on the development sets.
-    # With a similarity weight, the threshold applies to coverage + weight x the best dense
-    # cosine among the passages (answering.py); the weight's scale is the embedder's.
+    # With a similarity weight, the threshold applies to coverage + weight x the question's best
+    # cosine with a sentence of the top passage (answering.py); the weight's scale is the
+    # embedder's. Weight 0: coverage alone, and no sentence is embedded.
     min_coverage_en: float = Field(0.55, ge=0, le=10)
     min_coverage_zh: float = Field(0.45, ge=0, le=10)
     similarity_weight_en: float = Field(0.0, ge=0, le=20)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.reindex import reindex
-from rag_service.answering import Answer, AnswerService, Delta, Question
+from rag_service.answering import Answer, AnswerService, Delta, Question, SentenceSimilarity
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.llms.fake import FakeLLM
 from rag_service.llms.llamacpp import LlamaCppLLM
@@ -133,3 +133,37 @@ def test_in_process_llama_cpp_answers_plain_and_streamed(
     assert len(deltas) > 1 and final.usage.completion_tokens > 0
     # At temperature 0 the stream writes what a plain call writes.
     assert "".join(deltas) == llm.complete(answer.prompt, PARAMS).text
+
+
+def test_coverage_alone_embeds_no_sentence(
+    service_for: ServiceFor, embedder: CountingEmbedder
+) -> None:
+    # MiniLM's rule has no similarity weight: answering costs no embedding beyond the query's.
+    before = embedder.texts_embedded
+    answer = service_for(FakeLLM()).ask(Question("How does HNSW search a graph?", PARAMS))
+    assert answer.similarity is None and embedder.texts_embedded == before
+
+
+def test_sentence_similarity_is_the_best_sentence_and_remembers_it(
+    embedder: CountingEmbedder,
+) -> None:
+    passage = (
+        "The Great Wall of China was built over many centuries. "
+        "Chlorophyll absorbs red and blue light and reflects green. "
+        "Its walls stretch across the mountains of northern China."
+    )
+    question = "Which pigment absorbs red and blue light?"
+    similarity = SentenceSimilarity(embedder, capacity=3)
+    best = similarity.best(question, passage)
+    query = embedder.embed_query(question)
+    pigment = "Chlorophyll absorbs red and blue light and reflects green."
+    alone = float(embedder.embed_documents([pigment])[0] @ query)
+    whole = float(embedder.embed_documents([passage])[0] @ query)
+    assert best == pytest.approx(alone, abs=1e-4) and best > whole + 0.1
+    counted = embedder.texts_embedded
+    assert similarity.best("What reflects green light?", passage) is not None
+    assert embedder.texts_embedded == counted  # its three sentences were kept
+    similarity.best(question, "A fourth sentence pushes the oldest out.")
+    similarity.best(question, passage)
+    assert embedder.texts_embedded == counted + 2  # one new, then the oldest evicted again
+    assert similarity.best(question, "   ") is None

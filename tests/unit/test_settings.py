@@ -55,6 +55,17 @@ def test_fingerprint_changes_with_model_and_chunking_only() -> None:
     assert index_fingerprint(base) != index_fingerprint(other_model)
 
 
+def test_the_splitter_is_in_the_fingerprint_only_when_it_is_not_the_default() -> None:
+    def fingerprint(**chunking: object) -> str:
+        return index_fingerprint(Settings(_env_file=None, chunking=chunking))  # type: ignore[call-arg]
+
+    # The recursive default ignores the threshold (and its identity gained no keys).
+    assert fingerprint() == fingerprint(splitter="recursive", semantic_threshold=0.5)
+    semantic = fingerprint(splitter="semantic")
+    assert semantic != fingerprint()
+    assert semantic != fingerprint(splitter="semantic", semantic_threshold=0.85)
+
+
 def test_e5_int8_has_an_index_of_its_own_and_fp32_and_bf16_share_one() -> None:
     def fingerprint(precision: str) -> str:
         embedder = {"backend": "e5", "precision": precision}
