@@ -84,6 +84,9 @@ class AnswerRecord:
     # The best cosine with a sentence of the top passage (None: not weighed, or no passage).
     similarity: float | None = None
     similarity_without_gold: float | None = None
+    # The rule that judged each ("en", "zh", or "cross": the top passage in the other language).
+    rule: str = ""
+    rule_without_gold: str = ""
 
 
 def _answer_text(answer: Answer) -> str:
@@ -122,6 +125,8 @@ def answer_records(
                     coverage_without_gold=without_gold.coverage,
                     similarity=with_gold.similarity,
                     similarity_without_gold=without_gold.similarity,
+                    rule=with_gold.rule,
+                    rule_without_gold=without_gold.rule,
                 )
             )
         return prepared.eval_set.name, records

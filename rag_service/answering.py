@@ -30,6 +30,7 @@ from rag_service.errors import UpstreamError
 from rag_service.llms import build_fallback_llm, build_llm
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
 from rag_service.protocols import LLM, Embedder, Vectors
+from rag_service.retrieval.language import query_language
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.serving import SearchService
@@ -58,6 +59,7 @@ class Evidence:
     passages: tuple[RetrievedPassage, ...]
     coverage: float  # share of the question's informative words in the best passage
     similarity: float | None  # best cosine with a sentence of the top passage; None: not weighed
+    rule: str  # which rule judged it: "en", "zh" or "cross" (top passage in the other language)
     generation: int  # the index generation that was searched
     prompt: Prompt | None  # None: too weak to ask the LLM, the answer is a refusal
     search: SearchTimings
@@ -90,6 +92,7 @@ class Answer:
     passages: tuple[RetrievedPassage, ...]
     coverage: float
     similarity: float | None
+    rule: str  # the refusal rule that judged the evidence: "en", "zh" or "cross"
     backend: str
     model: str
     generation: int
@@ -165,11 +168,11 @@ class SentenceSimilarity:
             known |= fresh
         return np.stack([known[s] for s in sentences])
 
-    def best(self, question: str, passage: str) -> float | None:
+    def best(self, query: Vectors, passage: str) -> float | None:
+        """``query``: the question's unit vector."""
         sentences = [s.text for s in split_sentences(passage)]
         if not sentences:
             return None
-        query = self._embedder.embed_query(question)
         return float(np.max(self._sentence_vectors(sentences) @ query))
 
 
@@ -204,12 +207,15 @@ class AnswerService:
             search, self.llm, self._prompts, self._settings, self._fallback, self._sentences
         )
 
-    def _rule(self, language: str) -> tuple[float, float]:
-        """Similarity weight and threshold for the language."""
+    def _rule(self, language: str, passage_language: str) -> tuple[str, float, float]:
+        """Which rule judges the evidence ("en", "zh" or "cross"), its similarity weight and
+        its threshold."""
         s = self._settings
+        if passage_language != language and s.min_coverage_cross is not None:
+            return "cross", s.similarity_weight_cross, s.min_coverage_cross
         if language == "zh":
-            return s.similarity_weight_zh, s.min_coverage_zh
-        return s.similarity_weight_en, s.min_coverage_en
+            return "zh", s.similarity_weight_zh, s.min_coverage_zh
+        return "en", s.similarity_weight_en, s.min_coverage_en
 
     def check_llm(self) -> str:
         """Readiness of the answering side: who answers now. ``UpstreamError`` when the LLM
@@ -231,14 +237,22 @@ class AnswerService:
         with self._search.current() as served:
             found = self._search.search_served(served, question.text, top_k, question.filters)
             idf = served.idf(q_tokens)
-        best = max(
-            (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
-            default=0.0,
-        )
-        weight, threshold = self._rule(found.language)
-        similarity = None
-        if weight and found.passages:
-            similarity = self._sentences.best(question.text, found.passages[0].chunk.text)
+            best = max(
+                (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
+                default=0.0,
+            )
+            top = found.passages[0].chunk.text if found.passages else ""
+            rule, weight, threshold = self._rule(found.language, query_language(top))
+            similarity = None
+            if weight and top:
+                # Across languages the centered vector, as searched: it drops the direction
+                # every question of its language shares, which a passage in the other lacks.
+                query = (
+                    served.retriever.dense.query_vector(question.text)
+                    if rule == "cross"
+                    else self._search.embedder.embed_query(question.text)
+                )
+                similarity = self._sentences.best(query, top)
         prompt = None
         if found.passages and best + weight * (similarity or 0.0) >= threshold:
             chunks = [p.chunk for p in found.passages]
@@ -249,6 +263,7 @@ class AnswerService:
             passages=found.passages,
             coverage=best,
             similarity=similarity,
+            rule=rule,
             generation=found.pointer.generation,
             prompt=prompt,
             search=found.timings,
@@ -347,6 +362,7 @@ class AnswerService:
             passages=evidence.passages,
             coverage=evidence.coverage,
             similarity=evidence.similarity,
+            rule=evidence.rule,
             backend=llm.backend,
             model=llm.model,
             generation=evidence.generation,

@@ -40,12 +40,16 @@ TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
             "bigram_weight_zh": 2.0,
             "query_centering_zh": 0.5,
         },
-        # bench/calibrate_refusal.py on xquad_en, xquad_zh, cmrc2018_dev and the corpus.
+        # bench/calibrate_refusal.py on xquad_en, xquad_zh, cmrc2018_dev, the corpus and, for
+        # the cross-lingual rule, xquad_zh2en (the similarity: the question's best cosine with a
+        # sentence of the top passage).
         "answer": {
             "similarity_weight_en": 6.0,
-            "min_coverage_en": 5.59,
-            "similarity_weight_zh": 4.0,
-            "min_coverage_zh": 3.48,
+            "min_coverage_en": 5.6075,
+            "similarity_weight_zh": 11.0,
+            "min_coverage_zh": 10.4023,
+            "similarity_weight_cross": 10.0,
+            "min_coverage_cross": 7.0657,
         },
     },
 }
@@ -224,6 +228,12 @@ class AnswerSettings(BaseModel):
     min_coverage_zh: float = Field(0.45, ge=0, le=10)
     similarity_weight_en: float = Field(0.0, ge=0, le=20)
     similarity_weight_zh: float = Field(0.0, ge=0, le=20)
+    # A question whose top passage is in the other language (a Chinese question over English
+    # documents): coverage finds almost none of its words there, so it has a rule of its own,
+    # with the question's vector centered as the dense search centers it. None: the question
+    # language's rule.
+    min_coverage_cross: float | None = Field(None, ge=0, le=10)
+    similarity_weight_cross: float = Field(0.0, ge=0, le=20)
     # A citation stands when the cited passage holds this share of the claim's words.
     min_citation_support: float = Field(0.5, ge=0, le=1)
     extractive_sentences: int = Field(

@@ -157,6 +157,10 @@ class AskResponse(BaseModel):
     answerable: bool
     refusal_reason: str | None
     coverage: float
+    # The question's best cosine with a sentence of the top passage; null when the refusal rule
+    # does not weigh it (an embedder without calibrated weights).
+    similarity: float | None
+    evidence_rule: str  # "en", "zh", or "cross" (the top passage is in the other language)
     citations: list[CitationOut]
     marks: list[MarkOut]
     dropped_citations: int
@@ -176,6 +180,8 @@ class AskResponse(BaseModel):
             answerable=answer.answerable,
             refusal_reason=answer.refusal_reason,
             coverage=round(answer.coverage, 4),
+            similarity=None if answer.similarity is None else round(answer.similarity, 4),
+            evidence_rule=answer.rule,
             citations=[CitationOut(**vars(c)) for c in answer.citations],
             marks=[MarkOut(**vars(m)) for m in answer.marks],
             dropped_citations=answer.dropped_citations,

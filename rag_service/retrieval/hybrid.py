@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from rag_service.protocols import Reranker, Retriever, VectorStore
 from rag_service.retrieval.bigrams import boost, cjk_bigrams
+from rag_service.retrieval.dense import DenseRetriever
 from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
 from rag_service.retrieval.language import query_language
 from rag_service.retrieval.results import Retrieval, RetrievedPassage, SearchFilters, SearchTimings
@@ -19,7 +20,7 @@ class HybridRetriever:
     def __init__(
         self,
         bm25: Retriever,
-        dense: Retriever,
+        dense: DenseRetriever,  # answering also asks it for the query's vector, as searched
         store: VectorStore,
         settings: RetrievalSettings,
         reranker: Reranker | None = None,

@@ -142,6 +142,7 @@ def test_coverage_alone_embeds_no_sentence(
     before = embedder.texts_embedded
     answer = service_for(FakeLLM()).ask(Question("How does HNSW search a graph?", PARAMS))
     assert answer.similarity is None and embedder.texts_embedded == before
+    assert answer.rule == "en"  # no cross-lingual rule unless configured (e5 brings one)
 
 
 def test_sentence_similarity_is_the_best_sentence_and_remembers_it(

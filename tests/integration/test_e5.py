@@ -277,3 +277,7 @@ def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:
         assert asked.status_code == 200, asked.text
         body = asked.json()
         assert body["answerable"] and body["citations"][0]["source"] == "errors.md"
+        # Judged by the cross-lingual rule: coverage finds only "E4021" in the English passage.
+        assert body["evidence_rule"] == "cross" and body["similarity"] is not None
+        absent = httpx.post(f"{url}/v1/ask", json={"question": "蒙娜丽莎是谁画的？"}, timeout=60)
+        assert absent.json()["answerable"] is False
