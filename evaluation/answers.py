@@ -108,7 +108,7 @@ def answer_records(
             started = time.perf_counter()
             with_gold = service.ask(Question(q.question, params))
             ms = (time.perf_counter() - started) * 1000
-            without = SearchFilters(sources=all_sources - q.gold)
+            without = SearchFilters(sources=all_sources - q.gold - q.related)
             without_gold = service.ask(Question(q.question, params, filters=without))
             text = _answer_text(with_gold)
             records.append(

@@ -17,6 +17,9 @@ class Question:
     answers: list[str]
     gold: set[str]  # source paths, as the index names them
     lang: str
+    # Documents that may hold the answer too (the same topic in the other language): filtered
+    # out with the gold ones when the question is made unanswerable; not scored as relevant.
+    related: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ def load_eval_set(directory: Path, workdir: Path) -> EvalSet:
             answers=[str(a) for a in q.get("answers", [])],  # type: ignore[attr-defined]
             gold={source_of.get(str(g), str(g)) for g in q["gold_doc_ids"]},  # type: ignore[attr-defined]
             lang=str(q.get("lang", "")),
+            related=frozenset(
+                source_of.get(str(g), str(g))
+                for g in q.get("related_doc_ids", [])  # type: ignore[attr-defined]
+            ),
         )
         for q in _read_jsonl(questions_path)
     ]

@@ -46,8 +46,8 @@ TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
         "answer": {
             "similarity_weight_en": 6.0,
             "min_coverage_en": 5.6075,
-            "similarity_weight_zh": 11.0,
-            "min_coverage_zh": 10.4023,
+            "similarity_weight_zh": 10.0,
+            "min_coverage_zh": 9.4524,
             "similarity_weight_cross": 10.0,
             "min_coverage_cross": 7.0657,
         },
