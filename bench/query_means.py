@@ -21,8 +21,7 @@ import numpy as np
 from _common import REPO
 
 from evaluation.datasets import load_eval_set
-from rag_service.embedders import build_embedder
-from rag_service.embedders.cache import CachedEmbedder
+from evaluation.runner import cached_embedder
 from rag_service.retrieval.centering import means_path
 from rag_service.retrieval.language import query_language
 from rag_service.settings import Settings
@@ -30,9 +29,8 @@ from rag_service.settings import Settings
 
 def main(dirs: list[Path]) -> None:
     settings = Settings()
-    e = settings.embedder
     cache = REPO / "data" / "eval-cache" / "embeddings.sqlite"
-    embedder = CachedEmbedder(build_embedder(e), cache, "|".join(e.identity))
+    embedder = cached_embedder(settings.embedder, cache)
     vectors: dict[str, list[np.ndarray]] = {}
     sources: dict[str, list[str]] = {}
     try:
@@ -47,11 +45,14 @@ def main(dirs: list[Path]) -> None:
     finally:
         embedder.close()
     means = {lang: np.mean(np.stack(v), axis=0).round(6).tolist() for lang, v in vectors.items()}
-    out = means_path(e.model)
+    out = means_path(settings.embedder.model)
     out.parent.mkdir(parents=True, exist_ok=True)
     counts = {lang: len(v) for lang, v in vectors.items()}
     out.write_text(
-        json.dumps({"model": e.model, "questions": counts, "sets": sources, "means": means}) + "\n"
+        json.dumps(
+            {"model": settings.embedder.model, "questions": counts, "sets": sources, "means": means}
+        )
+        + "\n"
     )
     print(f"{out.relative_to(REPO)}: {counts} questions from {sources}")
 

@@ -20,7 +20,7 @@ from rag_service.embedders.cache import CachedEmbedder
 from rag_service.index_state import IndexState
 from rag_service.rerankers import build_reranker
 from rag_service.serving import SearchService, ServedIndex
-from rag_service.settings import Settings
+from rag_service.settings import EmbedderSettings, Settings
 from rag_service.stores.chroma import persistent_client
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,12 @@ class PreparedSet:
     chunks: int
 
 
+def cached_embedder(settings: EmbedderSettings, cache_path: Path) -> CachedEmbedder:
+    """The configured embedder behind the evaluation cache, its entries named by what decides
+    the vectors (backend, model, int8)."""
+    return CachedEmbedder(build_embedder(settings), cache_path, "|".join(settings.identity))
+
+
 @contextmanager
 def prepared_set(
     dataset_dir: Path, settings: Settings, cache_path: Path, limit: int | None = None
@@ -79,8 +85,7 @@ def prepared_set(
         if limit is not None:
             eval_set.questions[limit:] = []
         run_settings = settings.model_copy(update={"data_dir": Path(tmp) / "index"})
-        e = settings.embedder
-        embedder = CachedEmbedder(build_embedder(e), cache_path, "|".join(e.identity))
+        embedder = cached_embedder(settings.embedder, cache_path)
         service = SearchService(run_settings, embedder, build_reranker(settings.retrieval))
         try:
             report = reindex(run_settings, eval_set.documents, embedder=embedder)
