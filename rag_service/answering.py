@@ -17,25 +17,22 @@ question, the prompt if it is worth asking), then the ``Answer``, built once at 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from rag_service.citations import Mark, check_citations
 from rag_service.errors import UpstreamError
 from rag_service.llms import build_fallback_llm, build_llm
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
-from rag_service.protocols import LLM, Embedder, Vectors
+from rag_service.protocols import LLM
 from rag_service.retrieval.language import query_language
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.serving import SearchService
 from rag_service.settings import AnswerSettings, Settings
-from rag_service.text import MatchForm, split_sentences
+from rag_service.similarity import SentenceSimilarity
+from rag_service.text import MatchForm
 from rag_service.types import Citation, GenerationParams, Message, Prompt, Usage
 
 log = logging.getLogger(__name__)
@@ -139,41 +136,6 @@ def coverage(
     words = set(question_tokens)
     total = sum(idf[t] for t in words)
     return sum(idf[t] for t in words & passage_tokens) / total if total else 0.0
-
-
-class SentenceSimilarity:
-    """The question's best cosine with a sentence of a passage. A passage that holds the answer
-    usually has a sentence that says it; one on the same topic without it (the other paragraphs
-    of the same article) is near the question only as a whole. Sentence vectors are kept (least
-    recently used out): the same passages come back for related questions."""
-
-    def __init__(self, embedder: Embedder, capacity: int = 4096) -> None:
-        self._embedder = embedder
-        self._capacity = capacity
-        self._vectors: OrderedDict[str, Vectors] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _sentence_vectors(self, sentences: list[str]) -> Vectors:
-        with self._lock:
-            known = {s: self._vectors[s] for s in sentences if s in self._vectors}
-            for s in known:
-                self._vectors.move_to_end(s)
-        missing = list(dict.fromkeys(s for s in sentences if s not in known))
-        if missing:
-            fresh = dict(zip(missing, self._embedder.embed_documents(missing), strict=True))
-            with self._lock:
-                self._vectors.update(fresh)
-                while len(self._vectors) > self._capacity:
-                    self._vectors.popitem(last=False)
-            known |= fresh
-        return np.stack([known[s] for s in sentences])
-
-    def best(self, query: Vectors, passage: str) -> float | None:
-        """``query``: the question's unit vector."""
-        sentences = [s.text for s in split_sentences(passage)]
-        if not sentences:
-            return None
-        return float(np.max(self._sentence_vectors(sentences) @ query))
 
 
 def is_refusal(text: str) -> bool:
@@ -383,10 +345,12 @@ class AnswerService:
 
 
 def build_answer_service(settings: Settings, search: SearchService) -> AnswerService:
+    sentences = SentenceSimilarity(search.embedder)  # the refusal rule's and the extractive's
     return AnswerService(
         search,
-        build_llm(settings),
+        build_llm(settings, sentences),
         PromptBuilder(load_templates(settings.answer.prompt_dir)),
         settings.answer,
-        fallback=build_fallback_llm(settings),
+        fallback=build_fallback_llm(settings, sentences),
+        sentences=sentences,
     )

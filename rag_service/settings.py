@@ -50,6 +50,7 @@ TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
             "min_coverage_zh": 9.4524,
             "similarity_weight_cross": 10.0,
             "min_coverage_cross": 7.0657,
+            "extractive_by_similarity": True,
         },
     },
 }
@@ -238,6 +239,11 @@ class AnswerSettings(BaseModel):
     min_citation_support: float = Field(0.5, ge=0, le=1)
     extractive_sentences: int = Field(
         2, ge=1, le=10, description="Sentences the extractive answerer quotes."
+    )
+    extractive_by_similarity: bool = Field(
+        False,
+        description="The extractive answerer picks sentences by the question's cosine with "
+        "them (the embedder must read the question's language) instead of shared words.",
     )
 
 

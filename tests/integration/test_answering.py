@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.reindex import reindex
-from rag_service.answering import Answer, AnswerService, Delta, Question, SentenceSimilarity
+from rag_service.answering import Answer, AnswerService, Delta, Question
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.llms.fake import FakeLLM
 from rag_service.llms.llamacpp import LlamaCppLLM
@@ -19,6 +19,7 @@ from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
 from rag_service.protocols import LLM
 from rag_service.serving import SearchService
 from rag_service.settings import LLMSettings, Settings
+from rag_service.similarity import SentenceSimilarity
 from rag_service.types import GenerationParams, Message
 from tests.conftest import CountingEmbedder
 from tests.servers import free_port
@@ -155,16 +156,16 @@ def test_sentence_similarity_is_the_best_sentence_and_remembers_it(
     )
     question = "Which pigment absorbs red and blue light?"
     similarity = SentenceSimilarity(embedder, capacity=3)
-    best = similarity.best(question, passage)
     query = embedder.embed_query(question)
+    best = similarity.best(query, passage)
     pigment = "Chlorophyll absorbs red and blue light and reflects green."
     alone = float(embedder.embed_documents([pigment])[0] @ query)
     whole = float(embedder.embed_documents([passage])[0] @ query)
     assert best == pytest.approx(alone, abs=1e-4) and best > whole + 0.1
     counted = embedder.texts_embedded
-    assert similarity.best("What reflects green light?", passage) is not None
+    assert similarity.best(embedder.embed_query("What reflects green?"), passage) is not None
     assert embedder.texts_embedded == counted  # its three sentences were kept
-    similarity.best(question, "A fourth sentence pushes the oldest out.")
-    similarity.best(question, passage)
+    similarity.best(query, "A fourth sentence pushes the oldest out.")
+    similarity.best(query, passage)
     assert embedder.texts_embedded == counted + 2  # one new, then the oldest evicted again
-    assert similarity.best(question, "   ") is None
+    assert similarity.best(query, "   ") is None
