@@ -4,10 +4,12 @@ questions asked one at a time.
 
     .venv/bin/python bench/answer_latency.py
 
-Three runs, each its own `rag serve`: coverage alone (no sentence embedded; the thresholds of
-coverage alone from bench/results/refusal-calibration.json), then the default rule on a fresh
-server (every top passage's sentences embedded the first time it is seen) and the same questions
-again (the sentences' vectors kept). Writes bench/results/answer-latency.json.
+Three runs, each its own `rag serve`: no sentence embedded (the refusal rule on coverage alone,
+with the thresholds of coverage alone from bench/results/refusal-calibration.json, and the
+extractive answerer on shared words alone), then the defaults on a fresh server (the sentences
+of the top passages embedded the first time each is seen, for the refusal rule and the
+extractive answerer) and the same questions again (the sentences' vectors kept). Writes
+bench/results/answer-latency.json.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from ingest.reindex import reindex
 from rag_service.settings import Settings
 from tests.servers import free_port, running
 
-COVERAGE_ALONE = {  # thresholds of coverage alone in the calibration
+NO_SENTENCES = {  # and the thresholds of coverage alone in the calibration
+    "RAG_ANSWER__EXTRACTIVE_BY_SIMILARITY": "false",
     "RAG_ANSWER__SIMILARITY_WEIGHT_EN": "0",
     "RAG_ANSWER__SIMILARITY_WEIGHT_ZH": "0",
     "RAG_ANSWER__SIMILARITY_WEIGHT_CROSS": "0",
@@ -52,7 +55,7 @@ def ask_all(url: str, questions: list[str]) -> dict[str, float]:
 
 def main() -> None:
     calibration = json.loads((REPO / "bench/results/refusal-calibration.json").read_text())
-    coverage_alone = COVERAGE_ALONE | {
+    no_sentences = NO_SENTENCES | {
         f"RAG_ANSWER__MIN_COVERAGE_{rule.upper()}": str(row["coverage_only"]["threshold"])
         for rule, row in calibration.items()
     }
@@ -63,7 +66,7 @@ def main() -> None:
         env = {**os.environ, "RAG_DATA_DIR": f"{tmp}/data", "RAG_CORPUS_DIR": str(REPO / "corpus")}
         os.environ.update({k: env[k] for k in ("RAG_DATA_DIR", "RAG_CORPUS_DIR")})
         reindex(Settings())
-        for label, extra in [("coverage alone", coverage_alone), ("default", {})]:
+        for label, extra in [("no sentence embedded", no_sentences), ("default", {})]:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(port)]
