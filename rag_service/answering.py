@@ -212,7 +212,7 @@ class AnswerService:
                 query = (
                     served.retriever.dense.query_vector(question.text)
                     if rule == "cross"
-                    else self._search.embedder.embed_query(question.text)
+                    else self._sentences.query_vector(question.text)
                 )
                 similarity = self._sentences.best(query, top)
         prompt = None

@@ -117,7 +117,7 @@ class ExtractiveAnswerer:
             scored.append(_Candidate(n, order, text, overlap * (1 - RANK_DISCOUNT * (n - 1))))
         if self._similarity is None or not scored:
             return scored
-        query = self._similarity.embedder.embed_query(prompt.question)
+        query = self._similarity.query_vector(prompt.question)
         cosines = self._similarity.cosines(query, [c.text for c in scored])
         best = max(c.score for c in scored) or 1.0
         return [
