@@ -14,11 +14,10 @@ import json
 import sys
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-from _common import EVAL_DIR, REPO
+from _common import REPO
+from asked import asked_both_ways
 
-from evaluation.runner import prepared_set
 from rag_service.answering import coverage
-from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 from rag_service.text import split_sentences
@@ -42,27 +41,14 @@ def features(service, served, question: str, filters) -> dict[str, object]:
 
 def main() -> None:
     settings = Settings()
-    cache = REPO / "data" / "eval-cache" / "embeddings.sqlite"
     for name in sys.argv[1:]:
-        folder = REPO / "corpus" if name == "corpus" else EVAL_DIR / name
-        rows = []
-        with prepared_set(folder, settings, cache, 1000) as p:
-            sources = frozenset(p.source_of.values())
-            with p.service.current() as served:
-                for q in p.eval_set.questions:
-                    if not q.answers:
-                        continue
-                    rows.append(
-                        {
-                            "gold": features(p.service, served, q.question, None),
-                            "without": features(
-                                p.service,
-                                served,
-                                q.question,
-                                SearchFilters(sources=sources - q.gold),
-                            ),
-                        }
-                    )
+        rows = [
+            {
+                "gold": features(p.service, served, q.question, None),
+                "without": features(p.service, served, q.question, without),
+            }
+            for p, served, q, without in asked_both_ways(name, settings)
+        ]
         out = (
             REPO
             / "data"

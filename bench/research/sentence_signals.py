@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import EVAL_DIR, REPO
+from _common import REPO
+from asked import asked_both_ways
 
-from evaluation.runner import prepared_set
 from rag_service.answering import coverage
 from rag_service.retrieval.centering import centering_for
-from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 from rag_service.text import split_sentences
@@ -94,7 +93,6 @@ def table(identity: str, names: list[str]) -> None:
 
 def main() -> None:
     settings = Settings()
-    cache = REPO / "data" / "eval-cache" / "embeddings.sqlite"
     identity = "-".join(settings.embedder.identity).replace("/", "_")
     r = settings.retrieval
     centering = centering_for(
@@ -104,27 +102,14 @@ def main() -> None:
         table(identity, sys.argv[2:])
         return
     for name in sys.argv[1:]:
-        folder = REPO / "corpus" if name == "corpus" else EVAL_DIR / name
-        rows = []
-        with prepared_set(folder, settings, cache, 1000) as p:
-            sources = frozenset(p.source_of.values())
-            with p.service.current() as served:
-                for q in p.eval_set.questions:
-                    if not q.answers:
-                        continue
-                    rows.append(
-                        {
-                            "qid": q.qid,
-                            "gold": features(p, served, q.question, None, centering),
-                            "without": features(
-                                p,
-                                served,
-                                q.question,
-                                SearchFilters(sources=sources - q.gold),
-                                centering,
-                            ),
-                        }
-                    )
+        rows = [
+            {
+                "qid": q.qid,
+                "gold": features(p, served, q.question, None, centering),
+                "without": features(p, served, q.question, without, centering),
+            }
+            for p, served, q, without in asked_both_ways(name, settings)
+        ]
         out = REPO / "data" / "eval-cache" / f"sentence-signals-{identity}-{name}.json"
         out.write_text(json.dumps(rows))
         print(name, len(rows), file=sys.stderr)
