@@ -88,6 +88,13 @@ def chunk_id(source: str, headings: tuple[str, ...], text: str, occurrence: int)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
+def _find_from(text: str, piece: str, cursor: int) -> int:
+    """Where a piece the splitter cut out of ``text`` lies: its first occurrence at or after
+    ``cursor`` (so repeated text maps to successive places), else its first occurrence."""
+    found = text.find(piece, cursor)
+    return found if found >= 0 else text.find(piece)
+
+
 class SectionSplitter(Protocol):
     def split_text(self, text: str) -> list[str]:
         """Pieces of one section, each a substring of it, in order."""
@@ -125,8 +132,7 @@ class SemanticSplitter:
                 continue
             cursor = sentence.start
             for piece in self._long.split_text(sentence.text):
-                found = text.find(piece, cursor)
-                start = found if found >= 0 else text.find(piece)
+                start = _find_from(text, piece, cursor)
                 spans.append((start, start + len(piece)))
                 cursor = start + len(piece)
         return spans
@@ -182,8 +188,7 @@ class Splitter:
                     # A heading split off from a long first paragraph: as a chunk it would match
                     # its title words and nothing else; the heading path already carries it.
                     continue
-                found = section_text.find(piece, cursor)
-                local = found if found >= 0 else section_text.find(piece)
+                local = _find_from(section_text, piece, cursor)
                 cursor = local + 1
                 start = section.start + local
                 occurrence = seen[(section.headings, piece)]
