@@ -11,7 +11,7 @@ RagError
 ├── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
 │   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
 ├── Unauthorized           no API key, or one that is not valid                    (401)
-├── Forbidden              the key's scope does not allow this                     (403)
+├── Forbidden              not allowed: the key's scope, a mirrored folder         (403)
 ├── RateLimited            the caller sent more than its share; retry later        (429)
 └── RequestRefused         the request breaks one of the server's bounds
     ├── HostNotAllowed     the Host header names a host this server does not serve (400)

@@ -290,6 +290,13 @@ class ApiSettings(BaseModel):
         100 * 2**20, ge=1024, description="Largest document upload request (bytes), else 413."
     )
     max_upload_files: int = Field(100, ge=1, description="Files in one multipart upload.")
+    # A mirrored collection's folder is the user's own (the repository's corpus/ for `default`):
+    # a page or a careless call must not write or delete files there unless they asked for it.
+    write_mirrored: bool = Field(
+        False,
+        description="Allow document writes and deletes over HTTP in mirrored collections "
+        "(folders of the server, such as `default`); managed collections are always writable.",
+    )
     upload_timeout_s: float = Field(
         600.0, gt=0, description="An upload's body must arrive within this, else 408."
     )

@@ -27,6 +27,7 @@ from rag_service.errors import (
     BadRequest,
     BodyTimeout,
     BodyTooLarge,
+    Forbidden,
     IndexBusy,
     LengthRequired,
     NotFound,
@@ -34,6 +35,7 @@ from rag_service.errors import (
 from rag_service.index_state import index_fingerprint
 from rag_service.jobs import FileWrite, Job, JobRunner, Staging
 from rag_service.protocols import Indexer
+from rag_service.serving import Library
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 
@@ -45,6 +47,7 @@ CollectionName = Annotated[str, Path(pattern=f"^{NAME.pattern}$", max_length=48)
 class CollectionOut(BaseModel):
     name: str
     kind: str  # managed (documents written over the API) or mirrored (a folder of the server)
+    writable: bool  # documents can be written and deleted over HTTP
     documents: int
     chunks: int
     generation: int | None
@@ -62,11 +65,29 @@ class DocumentOut(BaseModel):
     error: str | None  # why the last reindex could not read it (its old chunks, if any, serve)
 
 
-def _describe(collection: Collection) -> CollectionOut:
+def writable(collection: Collection, settings: Settings) -> bool:
+    return collection.managed or settings.api.write_mirrored
+
+
+def _writable_collection(name: str, library: Library, settings: Settings) -> Collection:
+    """The collection a document write goes to; ``Forbidden`` for a mirrored folder unless
+    ``RAG_API__WRITE_MIRRORED`` allows it."""
+    collection = library.collections.get(name)
+    if not writable(collection, settings):
+        raise Forbidden(
+            f"the collection {name!r} mirrors a folder of the server, which is not written "
+            "over HTTP unless RAG_API__WRITE_MIRRORED=true; upload into a collection made "
+            "with PUT /v1/collections/{name}"
+        )
+    return collection
+
+
+def _describe(collection: Collection, settings: Settings) -> CollectionOut:
     pointer = collection.state.current()
     return CollectionOut(
         name=collection.name,
         kind="managed" if collection.managed else "mirrored",
+        writable=writable(collection, settings),
         documents=pointer.sources if pointer else 0,
         chunks=pointer.chunks if pointer else 0,
         generation=pointer.generation if pointer else None,
@@ -75,14 +96,20 @@ def _describe(collection: Collection) -> CollectionOut:
 
 
 @router.get("/v1/collections", dependencies=[QUERY])
-def list_collections(library: LibraryDep) -> dict[str, list[CollectionOut]]:
+def list_collections(
+    library: LibraryDep, settings: SettingsDep
+) -> dict[str, list[CollectionOut]]:
     store = library.collections
-    return {"collections": [_describe(store.get(name)) for name in store.names()]}
+    return {"collections": [_describe(store.get(name), settings) for name in store.names()]}
 
 
 @router.put("/v1/collections/{name}", dependencies=[ADMIN], status_code=201)
 def create_collection(
-    name: CollectionName, library: LibraryDep, indexer: IndexerDep, response: Response
+    name: CollectionName,
+    library: LibraryDep,
+    indexer: IndexerDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> Any:
     """Creates a managed collection; an existing one (of either kind) is answered 200."""
     collection, created = library.collections.create(name)
@@ -92,7 +119,7 @@ def create_collection(
         indexer.reindex(name, collection.folder, lambda done, total: None)
     else:
         response.status_code = 200
-    return _describe(collection)
+    return _describe(collection, settings)
 
 
 @router.delete("/v1/collections/{name}", dependencies=[ADMIN], status_code=204)
@@ -250,7 +277,7 @@ async def put_document(
 ) -> Response:
     """The request body is the file's bytes; the path's extension chooses the loader."""
     check_document_path(path, indexer)
-    library.collections.get(name)  # 404 before any byte is read
+    _writable_collection(name, library, settings)  # 404/403 before any byte is read
     limit = min(settings.api.max_upload_bytes, settings.ingest.max_file_bytes)
     _content_length(request, limit, "the document")
     with jobs.staging() as staging:
@@ -291,7 +318,7 @@ async def upload_documents(
     settings: SettingsDep,
 ) -> Response:
     """A multipart upload of one or more files, each document named by its file name."""
-    library.collections.get(name)  # 404 before any byte is read
+    _writable_collection(name, library, settings)  # 404/403 before any byte is read
     _content_length(request, settings.api.max_upload_bytes, "the upload")
     api = settings.api
     try:
@@ -335,10 +362,10 @@ def _stage_uploads(
     "/v1/collections/{name}/documents/{path:path}", dependencies=[ADMIN], status_code=202
 )
 def delete_document(
-    name: CollectionName, path: str, library: LibraryDep, jobs: JobsDep
+    name: CollectionName, path: str, library: LibraryDep, jobs: JobsDep, settings: SettingsDep
 ) -> Response:
     check_source(path)
-    collection = library.collections.get(name)
+    collection = _writable_collection(name, library, settings)
     if not _known(collection, path, jobs):
         raise NotFound(f"no document {path!r} in {name!r}")
     with jobs.staging() as staging:
