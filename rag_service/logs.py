@@ -8,6 +8,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 from rag_service.settings import LogSettings
 
@@ -52,13 +53,27 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{rid}]" if rid is not None else line
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not what it was when logging
+    was set up: a progress bar (rich's, in ``rag reindex``) swaps in a writer that prints above
+    the bar, where a line written straight to the terminal would be torn by the next redraw."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always sys.stderr
+
+
 def use_json(settings: LogSettings) -> bool:
     return settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
 
 
 def configure_logging(settings: LogSettings, level: str | None = None) -> None:
     """Route every logger (uvicorn's included) through one handler on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if use_json(settings) else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
