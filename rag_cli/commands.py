@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -19,9 +19,6 @@ from rag_service.errors import RagError
 from rag_service.keys import KeyStore, KeyStoreError
 from rag_service.logs import configure_logging
 from rag_service.settings import Settings
-
-if TYPE_CHECKING:
-    from rag_service.api.schemas import AskResponse, Passage
 
 app = typer.Typer(help="Retrieval-augmented question answering over your own documents.")
 
@@ -127,24 +124,26 @@ def search(
 ) -> None:
     """Print the passages that best match a query: from the running server when one answers
     (RAG_URL, or the configured port), else from the data directory."""
-    from rag_service.api.schemas import Passage
-
     settings = _settings(verbose=False)
     url = None if local else remote.answering_server(settings.api)
     if url is not None:
         body = {"query": query, "top_k": top_k, "collection": collection}
         with remote.session(url) as client:
-            found = remote.checked(client.post("/v1/search", json=body))
-        passages = [Passage.model_validate(p) for p in found["passages"]]
+            passages = remote.checked(client.post("/v1/search", json=body))["passages"]
     else:
         passages = _search_here(settings, query, top_k, collection)
     for rank, hit in enumerate(passages, start=1):
-        where = " > ".join(hit.headings) or hit.title
-        typer.echo(f"{rank}. [{hit.score:.4f}] {hit.source} ({where})")
-        typer.echo("   " + hit.text[:300].replace("\n", " "))
+        where = " > ".join(hit["headings"]) or hit["title"]
+        typer.echo(f"{rank}. [{hit['score']:.4f}] {hit['source']} ({where})")
+        typer.echo("   " + hit["text"][:300].replace("\n", " "))
 
 
-def _search_here(settings: Settings, query: str, top_k: int, collection: str) -> list[Passage]:
+# Both paths print the API's JSON shapes (rag_service.api.schemas): the server's answer as it
+# came, and the in-process one built by the same models. The remote path imports neither the
+# models nor what they import (Chroma, FastAPI: seconds of a short command).
+def _search_here(
+    settings: Settings, query: str, top_k: int, collection: str
+) -> list[dict[str, Any]]:
     from rag_service.api.schemas import Passage
     from rag_service.embedders import build_embedder
     from rag_service.rerankers import build_reranker
@@ -156,7 +155,7 @@ def _search_here(settings: Settings, query: str, top_k: int, collection: str) ->
         result = Library(settings, embedder, reranker).search(collection).search(query, top_k)
     except RagError as exc:
         raise _fail(exc) from exc
-    return [Passage.of(hit) for hit in result.passages]
+    return [Passage.of(hit).model_dump(mode="json") for hit in result.passages]
 
 
 @app.command()
@@ -171,8 +170,6 @@ def ask(
 ) -> None:
     """Answer a question from the indexed documents, with its sources: by the running server
     when one answers (RAG_URL, or the configured port), else here."""
-    from rag_service.api.schemas import AskResponse
-
     settings = _settings(verbose=False)
     url = None if local else remote.answering_server(settings.api)
     if url is not None:
@@ -180,21 +177,18 @@ def ask(
         if top_k is not None:
             body["top_k"] = top_k
         with remote.session(url) as client:
-            reply = AskResponse.model_validate(
-                remote.checked(client.post("/v1/ask", json=body, timeout=ASK_TIMEOUT_S))
-            )
+            reply = remote.checked(client.post("/v1/ask", json=body, timeout=ASK_TIMEOUT_S))
     else:
         reply = _ask_here(settings, question, top_k, collection)
     if as_json:
-        typer.echo(reply.model_dump_json())
+        typer.echo(json.dumps(reply, ensure_ascii=False))
         return
-    typer.echo(reply.answer)
-    if reply.citations:
+    typer.echo(reply["answer"])
+    if reply["citations"]:
         typer.echo("\nSources:")
-    for citation in reply.citations:
-        where = f"{citation.source} ({citation.title}), characters {citation.start}-{citation.end}"
-        typer.echo(f"[{citation.n}] {where}")
-        typer.echo(f"    {citation.quote[:300]}")
+    for c in reply["citations"]:
+        typer.echo(f"[{c['n']}] {c['source']} ({c['title']}), characters {c['start']}-{c['end']}")
+        typer.echo(f"    {c['quote'][:300]}")
 
 
 # An answer from a local LLM on a CPU can take minutes; the server bounds it itself
@@ -202,7 +196,9 @@ def ask(
 ASK_TIMEOUT_S = 600.0
 
 
-def _ask_here(settings: Settings, question: str, top_k: int | None, collection: str) -> AskResponse:
+def _ask_here(
+    settings: Settings, question: str, top_k: int | None, collection: str
+) -> dict[str, Any]:
     from rag_service.answering import Question, build_answer_service
     from rag_service.api.schemas import AskResponse
     from rag_service.embedders import build_embedder
@@ -220,7 +216,7 @@ def _ask_here(settings: Settings, question: str, top_k: int | None, collection: 
         )
     except RagError as exc:
         raise _fail(exc) from exc
-    return AskResponse.of(answer, include_prompt=False)
+    return AskResponse.of(answer, include_prompt=False).model_dump(mode="json")
 
 
 # Shared by the two evaluation commands.
