@@ -44,6 +44,14 @@ def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
+def _table(*columns: str) -> Table:
+    """Cells wrap rather than end in "…" in a narrow terminal: a cut path names no document."""
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def _print_table(table: Table) -> None:
     Console(soft_wrap=False).print(table)
 
@@ -82,8 +90,12 @@ def _outcome(job: dict[str, Any]) -> str:
     return (
         f"{head}: {files or 'nothing changed'}"
         + (f", {failed} failed" if failed else "")
-        + f"; {chunks['embedded']} chunks embedded, {chunks['total']} in the collection"
+        + f"; {_count(chunks['embedded'], 'chunk')} embedded, {chunks['total']} in the collection"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @app.command("collections")
@@ -94,7 +106,7 @@ def list_collections(url: UrlOption = None, as_json: JsonOption = False) -> None
     if as_json:
         _print_json(found)
         return
-    table = Table("collection", "kind", "writable", "documents", "chunks", "index")
+    table = _table("collection", "kind", "writable", "documents", "chunks", "index")
     for c in found["collections"]:
         index = (
             f"generation {c['generation']}, {c['committed_at']}"
@@ -139,7 +151,7 @@ def list_documents(
     if as_json:
         _print_json(found)
         return
-    table = Table("path", "chunks", "bytes", "encoding", "indexed", "error")
+    table = _table("path", "chunks", "bytes", "encoding", "indexed", "error")
     for d in found["documents"]:
         table.add_row(
             d["path"],

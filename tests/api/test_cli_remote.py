@@ -63,11 +63,13 @@ def test_rag_docs_prints_tables_and_json(
     (tmp_path / "glacier.md").write_text(GLACIER, encoding="utf-8")
     added = run("docs", "add", str(tmp_path / "glacier.md"), "-c", "alps", env=env)
     assert added.exit_code == 0, added.output
-    assert " done: 1 added; 1 chunks embedded, 1 in the collection" in added.stdout
+    assert " done: 1 added; 1 chunk embedded, 1 in the collection" in added.stdout
 
     table = run("docs", "list", "-c", "alps", env=env)
     row = next(line for line in table.stdout.splitlines() if "glacier.md" in line)
     assert "utf-8" in row and str(len(GLACIER.encode())) in row
+    narrow = run("docs", "list", "-c", "alps", env={**env, "COLUMNS": "60"}).stdout
+    assert "…" not in narrow and "glac" in narrow  # wrapped, never cut short
     documents = json.loads(run("docs", "list", "-c", "alps", "--json", env=env).stdout)
     assert documents["documents"][0]["encoding"] == "utf-8"
     collections = json.loads(run("docs", "collections", "--json", env=env).stdout)
