@@ -194,3 +194,18 @@ def test_make_install_shows_progress_without_the_pip_configuration_noise(tmp_pat
     assert "/opt/pypi" not in made.stdout + made.stderr
     assert "WARNING: a warning that matters" in made.stderr
     assert (tmp_path / "venv" / "bin" / ".installed-run").exists()
+
+
+def test_every_variable_the_readmes_name_is_read_by_something() -> None:
+    """A setting renamed or dropped leaves no stale advice in the READMEs or docs/: each RAG_*
+    name there is a setting, one of the CLI's own (the server to talk to, its key), or one the
+    compose file interpolates."""
+    from rag_cli import remote
+
+    interpolated = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yml").read_text()))
+    cli = {remote.URL_VARIABLE, remote.KEY_VARIABLE}
+    pages = [REPO / "README.md", REPO / "README.zh-CN.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        for name in set(re.findall(r"\bRAG_[A-Z0-9_]*[A-Z0-9]", page.read_text())):
+            if name not in interpolated | cli:
+                setting_of(name)  # fails, naming the variable, if no setting has that name
