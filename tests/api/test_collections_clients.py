@@ -70,6 +70,11 @@ def test_rag_docs_and_an_openai_client_over_a_collection(
     assert job["state"] == "done" and job["result"]["added"] == 1
     listed = rag("docs", "list", "-c", "alps", env=cli)
     assert "glacier.md" in listed.stdout
+    # rag search goes to the server too, with the same key (a query key suffices), or none.
+    found = rag("search", "Aletsch glacier", "-c", "alps", env={**cli, "RAG_API_KEY": query})
+    assert found.returncode == 0 and "glacier.md" in found.stdout, found.stderr
+    keyless = rag("search", "Aletsch glacier", "-c", "alps", env={**cli, "RAG_API_KEY": ""})
+    assert keyless.returncode == 2 and "401" in keyless.stderr
     refused = rag("docs", "rm", "never.md", "-c", "alps", env=cli)
     assert refused.returncode == 2 and "404" in refused.stderr
 
