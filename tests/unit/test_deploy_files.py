@@ -209,3 +209,22 @@ def test_every_variable_the_readmes_name_is_read_by_something() -> None:
         for name in set(re.findall(r"\bRAG_[A-Z0-9_]*[A-Z0-9]", page.read_text())):
             if name not in interpolated | cli:
                 setting_of(name)  # fails, naming the variable, if no setting has that name
+
+
+def test_every_rag_command_the_readmes_show_exists() -> None:
+    """`rag docs ls` in a README would send a user to an error: every `rag WORD [WORD]` shown
+    names a command of the CLI (and of its group, for `rag docs …` and `rag keys …`)."""
+    import typer.main
+
+    from rag_cli.commands import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    pages = [REPO / "README.md", REPO / "README.zh-CN.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        for first, second in re.findall(
+            r"\brag ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", page.read_text()
+        ):
+            command = commands.get(first)
+            assert command is not None, f"{page.name}: rag {first}"
+            if second and hasattr(command, "commands"):  # a group: rag docs …, rag keys …
+                assert second in command.commands, f"{page.name}: rag {first} {second}"
