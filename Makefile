@@ -25,7 +25,7 @@ STEP := @printf '\n==> %s\n'
 # pip's wheel cache is keyed by the sdist, not by CMAKE_ARGS, so it could hand back a native
 # wheel built earlier: the wheel is built without that cache into a folder named after the
 # build configuration, and installed from there only. Override LLAMA_CMAKE_ARGS for a native
-# build (README, "LLM backends").
+# build (docs/development.md).
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 LLAMA_BUILD_KEY := $(shell printf '%s %s %s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' "$$(uname -m)" | sha256sum | cut -c1-12)

@@ -11,7 +11,8 @@ mean pooling over the attention mask, L2 norm, truncation at 512 tokens):
   (the original fp32 weights) where a model hub or its local cache is available.
 
 E5 was trained with ``query: `` before questions and ``passage: `` before passages; both
-roles are embedded with their own prefix (README, *The default embedder*, has the measurement).
+roles are embedded with their own prefix (docs/benchmarks.md, *The default embedder*, has the
+measurement).
 
 Precision (``RAG_EMBEDDER__PRECISION``): ``int8``, the default, runs the model quantised on
 onnxruntime (``e5_onnx.py``; built once from the folder); ``fp32`` and ``bf16`` run it in

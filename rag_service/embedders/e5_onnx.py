@@ -3,8 +3,8 @@ onnxruntime (no torch at query or ingest time).
 
 Dynamic quantisation with one scale per output channel (``per_channel``) kept the vectors at a
 cosine of 0.996 or more to fp32 on SciFact and CMRC passages; one scale per matrix fell to 0.98
-(README, *The default embedder*, has the measurement). The 250k-row embedding table is
-quantised too, which shrinks the file from 470 MB to 118 MB.
+(docs/benchmarks.md, *The default embedder*, has the measurement). The 250k-row embedding table
+is quantised too, which shrinks the file from 470 MB to 118 MB.
 
 Written beside the model it comes from (``model-int8.onnx``), under a temporary name first and
 renamed into place, so a crash mid-build leaves no half file; the fp32 export in between is
