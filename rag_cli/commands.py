@@ -26,7 +26,7 @@ app = typer.Typer(help="Retrieval-augmented question answering over your own doc
 def _settings(verbose: bool) -> Settings:
     """The settings, with logging set up by them (quiet unless ``verbose``)."""
     settings = Settings()
-    configure_logging(settings.log, level=None if verbose else "WARNING")
+    configure_logging(settings, level=None if verbose else "WARNING")
     return settings
 
 
