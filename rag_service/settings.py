@@ -281,6 +281,14 @@ class ApiSettings(BaseModel):
     body_timeout_s: float = Field(
         10.0, gt=0, description="The whole body must arrive within this, else 408."
     )
+    # Below the app, in the server's HTTP protocol (api/connections.py): a client that trickles
+    # its headers, or opens a connection and sends nothing, would otherwise hold it forever.
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="The request line and headers must arrive within this, else 408 and the "
+        "connection is closed.",
+    )
     request_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a response to start, else 504."
     )
