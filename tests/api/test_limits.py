@@ -191,6 +191,17 @@ def test_trickled_headers_are_cut_off_while_others_are_served(api: Api) -> None:
     assert all(not c.received or status_of(c.received) == 408 for c in tricklers)
 
 
+def test_an_endless_header_gets_431_before_its_deadline(api: Api) -> None:
+    head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\nX-Big: ".encode()
+    # Sent in one go and then nothing more, so the server reads it all before it closes.
+    answer, _ = raw_exchange(api.port, head + b"a" * 100_000, iter([]))
+    assert status_of(answer) == 431 and b"application/problem+json" in answer
+    assert b"the request head exceeds 65536 bytes" in answer
+    # A header that ends in time and within the bound is served.
+    fine = httpx.get(f"{api.url}/healthz", headers={"X-Big": "a" * 30_000})
+    assert fine.status_code == 200
+
+
 def test_waiting_on_a_kept_alive_connection_is_not_a_slow_head(api: Api) -> None:
     request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", api.port), timeout=MARGIN_S) as sock:
