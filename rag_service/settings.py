@@ -194,7 +194,10 @@ class LLMSettings(BaseModel):
     base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="OpenAI-compatible endpoint, up to /v1."
     )
-    api_key: SecretStr = Field(SecretStr(""), description="Bearer token for the endpoint.")
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token for the endpoint; not with user:password@ in base_url (Basic).",
+    )
     timeout_s: float = Field(
         60.0, gt=0, description="Longest wait for an answer, retries included."
     )
