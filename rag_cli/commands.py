@@ -26,7 +26,7 @@ app = typer.Typer(help="Retrieval-augmented question answering over your own doc
 def _settings(verbose: bool) -> Settings:
     """The settings, with logging set up by them (quiet unless ``verbose``)."""
     settings = Settings()
-    configure_logging(settings.log, level=None if verbose else "WARNING")
+    configure_logging(settings, level=None if verbose else "WARNING")
     return settings
 
 
@@ -295,6 +295,7 @@ def serve(
 
     from ingest.reindex import FolderIndexer
     from rag_service.api.app import create_app
+    from rag_service.api.connections import bounded_http
 
     settings = _settings(verbose=True)
     # Keys (RAG_API__AUTH=auto) and the Host allow-list depend on the address actually bound.
@@ -310,6 +311,7 @@ def serve(
         application,
         host=api.host,
         port=api.port,
+        http=bounded_http(api.header_timeout_s),
         log_config=None,  # uvicorn's loggers go through ours (JSON in a container)
         access_log=False,  # the API logs each request itself, with its request id
     )

@@ -1,5 +1,7 @@
 """Logging for the CLI and the server: text for a person at a terminal, one JSON object per line
-for a log collector. Every line logged while a request is handled carries its request id."""
+for a log collector. Every line logged while a request is handled carries its request id, and
+no line carries a configured secret in any form (``redact.Redactor``): whatever logged it, an
+upstream's echo, a library's message or a traceback."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from rag_service.settings import LogSettings
+from rag_service.redact import Redactor
+from rag_service.settings import LogSettings, Settings
 
 # Set by the API's middleware for the duration of a request.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -67,17 +70,31 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # always sys.stderr
 
 
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's lines with the secrets hidden: the one place every line passes."""
+
+    def __init__(self, inner: logging.Formatter, redactor: Redactor) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.hide(self._inner.format(record))
+
+
 def use_json(settings: LogSettings) -> bool:
     return settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
 
 
-def configure_logging(settings: LogSettings, level: str | None = None) -> None:
-    """Route every logger (uvicorn's included) through one handler on stderr."""
+def configure_logging(settings: Settings, level: str | None = None) -> None:
+    """Route every logger (uvicorn's included) through one handler on stderr, with the secrets
+    ``settings`` hold hidden."""
     handler = _StderrHandler()
-    handler.setFormatter(JsonFormatter() if use_json(settings) else TextFormatter())
+    formatter = JsonFormatter() if use_json(settings.log) else TextFormatter()
+    handler.setFormatter(RedactingFormatter(formatter, Redactor.for_settings(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or settings.level)
+    root.setLevel(level or settings.log.level)
     for name in _CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

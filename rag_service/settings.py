@@ -194,7 +194,10 @@ class LLMSettings(BaseModel):
     base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="OpenAI-compatible endpoint, up to /v1."
     )
-    api_key: SecretStr = Field(SecretStr(""), description="Bearer token for the endpoint.")
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token for the endpoint; not with user:password@ in base_url (Basic).",
+    )
     timeout_s: float = Field(
         60.0, gt=0, description="Longest wait for an answer, retries included."
     )
@@ -280,6 +283,14 @@ class ApiSettings(BaseModel):
     )
     body_timeout_s: float = Field(
         10.0, gt=0, description="The whole body must arrive within this, else 408."
+    )
+    # Below the app, in the server's HTTP protocol (api/connections.py): a client that trickles
+    # its headers, or opens a connection and sends nothing, would otherwise hold it forever.
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="The request line and headers must arrive within this, else 408 and the "
+        "connection is closed.",
     )
     request_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a response to start, else 504."

@@ -90,7 +90,8 @@ def test_replicas_are_reached_through_the_proxy() -> None:
     # Rate limits across replicas live in the proxy, answered 429 as problem+json.
     assert "limit_req zone=rag_per_client" in nginx and "limit_req zone=rag_answers" in nginx
     assert "limit_req_status 429;" in nginx and "application/problem+json" in nginx
-    assert "client_body_timeout" in nginx
+    # Slow clients are cut off at the proxy as in the API (RAG_API__HEADER_TIMEOUT_S).
+    assert "client_body_timeout 10s;" in nginx and "client_header_timeout 10s;" in nginx
 
 
 def test_env_example_documents_exactly_what_compose_reads() -> None:

@@ -96,9 +96,7 @@ def _describe(collection: Collection, settings: Settings) -> CollectionOut:
 
 
 @router.get("/v1/collections", dependencies=[QUERY])
-def list_collections(
-    library: LibraryDep, settings: SettingsDep
-) -> dict[str, list[CollectionOut]]:
+def list_collections(library: LibraryDep, settings: SettingsDep) -> dict[str, list[CollectionOut]]:
     store = library.collections
     return {"collections": [_describe(store.get(name), settings) for name in store.names()]}
 
