@@ -10,6 +10,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 from rag_service.redact import Redactor
 from rag_service.settings import LogSettings, Settings
@@ -55,6 +56,20 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{rid}]" if rid is not None else line
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not what it was when logging
+    was set up: a progress bar (rich's, in ``rag reindex``) swaps in a writer that prints above
+    the bar, where a line written straight to the terminal would be torn by the next redraw."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always sys.stderr
+
+
 class RedactingFormatter(logging.Formatter):
     """Another formatter's lines with the secrets hidden: the one place every line passes."""
 
@@ -74,7 +89,7 @@ def use_json(settings: LogSettings) -> bool:
 def configure_logging(settings: Settings, level: str | None = None) -> None:
     """Route every logger (uvicorn's included) through one handler on stderr, with the secrets
     ``settings`` hold hidden."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     formatter = JsonFormatter() if use_json(settings.log) else TextFormatter()
     handler.setFormatter(RedactingFormatter(formatter, Redactor.for_settings(settings)))
     root = logging.getLogger()
