@@ -29,9 +29,10 @@ DEFAULT_MODELS = {
 }
 
 
-# What the development sets chose for each embedder's dense list (README, *Retrieval* and
-# *Answer quality and refusal*): its fusion weights, the Chinese bigram boost and the refusal
-# rule all depend on how well, and on what scale, it scores. A setting given explicitly wins.
+# What the development sets chose for each embedder's dense list (docs/retrieval.md and
+# docs/evaluation.md, *Answer quality and refusal*): its fusion weights, the Chinese bigram
+# boost and the refusal rule all depend on how well, and on what scale, it scores. A setting
+# given explicitly wins.
 TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
     E5_BUNDLED_MODEL: {
         "retrieval": {
@@ -131,7 +132,7 @@ class IngestSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """Defaults come from the development sets (README, *Evaluation*), not from guesses."""
+    """Defaults come from the development sets (docs/evaluation.md), not from guesses."""
 
     bm25_backend: str = Field("bm25s", description="bm25s or rank-bm25.")
     # Min-max score fusion beat reciprocal-rank fusion on every development set.
