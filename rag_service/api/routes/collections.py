@@ -360,9 +360,16 @@ def _stage_uploads(
     "/v1/collections/{name}/documents/{path:path}", dependencies=[ADMIN], status_code=202
 )
 def delete_document(
-    name: CollectionName, path: str, library: LibraryDep, jobs: JobsDep, settings: SettingsDep
+    name: CollectionName,
+    path: str,
+    library: LibraryDep,
+    jobs: JobsDep,
+    indexer: IndexerDep,
+    settings: SettingsDep,
 ) -> Response:
-    check_source(path)
+    """Deletes a document of the collection: never another file of its folder (a mirrored
+    folder holds the user's notes, dotfiles, a .git), which is a 400 or a 404 and left alone."""
+    check_document_path(path, indexer)
     collection = _writable_collection(name, library, settings)
     if not _known(collection, path, jobs):
         raise NotFound(f"no document {path!r} in {name!r}")
@@ -372,11 +379,16 @@ def delete_document(
 
 
 def _known(collection: Collection, path: str, jobs: JobRunner) -> bool:
-    """In the index, in the folder, or about to be (a queued upload)."""
+    """A document the collection knows: in its index (or listed as failing to index), or about
+    to be (an unfinished upload). Being a file in the folder is not enough."""
     state = collection.state
     pointer = state.current()
     if pointer is not None and path in state.manifest(pointer):
         return True
-    if (collection.folder / path).is_file():
+    if path in state.last_failures():
         return True
-    return any(w.path == path for j in jobs.unfinished(collection.name) for w in j.writes)
+    return any(
+        w.path == path and w.staged is not None
+        for j in jobs.unfinished(collection.name)
+        for w in j.writes
+    )
