@@ -46,12 +46,14 @@ def _docx() -> bytes:
     return out.getvalue()
 
 
-def wait_job(url: str, job: dict[str, Any], timeout_s: float = 120) -> dict[str, Any]:
+def wait_job(
+    url: str, job: dict[str, Any], timeout_s: float = 120, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while job["state"] in ("queued", "running"):
         assert time.monotonic() < deadline, job
         time.sleep(0.2)
-        job = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
+        job = httpx.get(f"{url}/v1/jobs/{job['id']}", headers=headers).json()
     return job
 
 
