@@ -94,9 +94,10 @@ _BY_OPERATION = {
     ("put", "/v1/collections/{name}/documents/{path}"): _UPLOAD,
     ("post", "/v1/collections/{name}/documents"): _UPLOAD,
     ("delete", "/v1/collections/{name}/documents/{path}"): {
-        "400": "A path that could escape the folder, a hidden path, or an unsupported format.",
+        "400": "A path that could escape the folder.",
         "403": _MIRRORED,
-        "404": "No such collection, or no such document in it (another file of its folder).",
+        "404": "No such collection, or no such document in it (a hidden file, another format, "
+        "a file it has not indexed).",
         "503": "RAG_API__MAX_QUEUED_JOBS document jobs are waiting (with Retry-After).",
     },
     ("get", "/v1/jobs/{job_id}"): {"404": "No such job."},

@@ -357,15 +357,11 @@ def test_with_write_mirrored_a_mirrored_folder_is_written_and_only_its_documents
         listed = httpx.get(f"{url}/v1/collections").json()["collections"]
         assert next(c for c in listed if c["name"] == "default")["writable"] is True
         base = f"{url}/v1/collections/default/documents"
-        for path, status in [
-            (".env", 400),  # hidden
-            (".git/config", 400),
-            ("notes.py", 400),  # not a format the collection indexes
-            ("QUESTIONS.jsonl", 400),
-            ("guides", 400),  # a folder
-            ("draft.md", 404),  # a file of the folder, but no document the collection knows
-        ]:
-            assert_problem(httpx.delete(f"{base}/{path}"), status)
+        # Hidden, of a format the collection does not index, a folder, a file it has not
+        # indexed: no document of the collection.
+        for path in (".env", ".git/config", "notes.py", "QUESTIONS.jsonl", "guides", "draft.md"):
+            assert_problem(httpx.delete(f"{base}/{path}"), 404)
+        assert_problem(httpx.delete(f"{base}/guides/%2E%2E/%2E%2E/outside.md"), 400)
         assert_problem(httpx.put(f"{base}/notes.py", content=b"print('theirs')"), 400)
         assert {name: digests(docs).get(name) for name in others} == kept
 
