@@ -30,6 +30,8 @@ from tests.servers import api_server
 pytestmark = pytest.mark.api
 
 ALLOWED = "https://app.example"
+# The URL pages reach the server by, behind a proxy that does not pass the scheme or the port on.
+PUBLIC = "https://rag.example.com:8443/rag"
 REPLACED = b"# Replaced\n\nWritten by another site's page.\n"
 
 
@@ -52,6 +54,7 @@ def target(
         "RAG_API__AUTH": request.param,
         "RAG_API__WRITE_MIRRORED": "true",
         "RAG_API__CORS_ORIGINS": f'["{ALLOWED}"]',
+        "RAG_API__PUBLIC_URL": PUBLIC,
     }
     headers = {}
     if request.param == "required":
@@ -180,6 +183,8 @@ def test_every_state_changing_route_refuses_another_site(
         ("same-origin", {"Sec-Fetch-Site": "same-origin"}),  # Origin added below
         ("listed", {"Origin": ALLOWED, "Sec-Fetch-Site": "cross-site"}),
         ("not-a-browser", {}),
+        # The page behind the proxy, in a browser that sends no Sec-Fetch-Site.
+        ("public-url", {"Origin": "https://rag.example.com:8443"}),
     ],
 )
 def test_own_pages_listed_origins_and_other_clients_still_write(
