@@ -82,6 +82,21 @@ def test_rag_docs_prints_tables_and_json(
     assert refused.exit_code == 2 and "404" in refused.stderr
 
 
+def test_rag_docs_does_not_write_into_the_mirrored_default(
+    fresh_server: str, elsewhere: dict[str, str | None], tmp_path: Path
+) -> None:
+    """`default` mirrors the user's own folder: without -c, an upload says how to go on."""
+    env = {**elsewhere, "RAG_URL": fresh_server}
+    (tmp_path / "glacier.md").write_text(GLACIER, encoding="utf-8")
+    added = run("docs", "add", str(tmp_path / "glacier.md"), env=env)
+    assert added.exit_code == 2 and "403" in added.stderr, added.output
+    assert "RAG_API__WRITE_MIRRORED" in added.stderr and "PUT /v1/collections" in added.stderr
+    removed = run("docs", "rm", "glacier.md", env=env)
+    assert removed.exit_code == 2 and "403" in removed.stderr
+    listed = json.loads(run("docs", "list", "--json", env=env).stdout)
+    assert listed["documents"] == []
+
+
 def test_search_and_ask_use_the_server_at_rag_url_or_the_configured_port(
     fresh_server: str, elsewhere: dict[str, str | None], tmp_path: Path
 ) -> None:
