@@ -221,28 +221,34 @@ class JobRunner:
         """Stop a job (idempotent) and return it as it then is: ``cancelled`` at once if it was
         queued, after its current embedding batch if it was running (waiting up to ``wait_s``
         for that); a finished job is returned unchanged."""
-        job = self.get(job_id)
-        if job.finished:
-            return job
-        self._cancel_path(job_id).touch()
-        with self._lock:
-            queue = self._queues.get(job.collection)
-            dequeued = queue is not None and job_id in queue
-            if dequeued:
-                assert queue is not None
-                queue.remove(job_id)
-        if dequeued:
-            return self._finish_cancelled(job)
+        self._ask_to_stop(self.get(job_id))
         return self._settled(job_id, wait_s)
 
     def cancel_collection(self, collection: str, wait_s: float = 30.0) -> None:
         """Cancel every job of ``collection`` this process holds and wait until none runs;
         ``IndexBusy`` if one is still running after ``wait_s``."""
+        jobs = self.unfinished(collection)
+        for job in jobs:  # all at once: the worker must not start the next one meanwhile
+            self._ask_to_stop(job)
         deadline = time.monotonic() + wait_s
-        for job in self.unfinished(collection):
-            self.cancel(job.id, wait_s=max(0.0, deadline - time.monotonic()))
+        for job in jobs:
+            self._settled(job.id, max(0.0, deadline - time.monotonic()))
         if pending := self.unfinished(collection):
             raise IndexBusy(f"{len(pending)} document jobs of {collection!r} did not stop in time")
+
+    def _ask_to_stop(self, job: Job) -> None:
+        """Mark the job cancelled for whichever process runs it; one still in this process's
+        queue is finished here and now."""
+        if job.finished:
+            return
+        self._cancel_path(job.id).touch()
+        with self._lock:
+            queue = self._queues.get(job.collection, deque())
+            dequeued = job.id in queue
+            if dequeued:
+                queue.remove(job.id)
+        if dequeued:
+            self._finish_cancelled(job)
 
     def _settled(self, job_id: str, wait_s: float) -> Job:
         deadline = time.monotonic() + wait_s
