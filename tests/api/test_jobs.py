@@ -6,6 +6,7 @@ assertion here depends on how fast the machine is."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,22 +148,34 @@ def test_deleting_a_collection_cancels_its_jobs(server: str, tmp_path: Path) -> 
     assert not (tmp_path / "data" / "collections" / "doomed").exists()
 
 
+def thread_nice_values(pid: int) -> list[int]:
+    """The nice value of each thread of the process (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    values = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            values.append(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+    return values
+
+
 def test_a_small_job_of_one_collection_finishes_while_another_s_large_one_runs(
-    server: str,
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
-    for name in ("large", "small"):
-        httpx.put(f"{server}/v1/collections/{name}")
-    large = accepted(
-        httpx.put(f"{server}/v1/collections/large/documents/long.md", content=long_text(6000))
-    )
-    large = embedding_begun(server, large)
-    small = accepted(
-        httpx.put(f"{server}/v1/collections/small/documents/s.md", content=b"# S\n\nherons")
-    )
-    assert wait_job(server, small, timeout_s=300)["state"] == "done"
-    assert job_of(server, large)["state"] == "running"  # still embedding: not queued behind it
-    assert sources(server, "herons", "small") == ["s.md"]
-    httpx.delete(f"{server}/v1/jobs/{large['id']}")
+    with api_process(tmp_path, env) as (server, proc):
+        for name in ("large", "small"):
+            httpx.put(f"{server}/v1/collections/{name}")
+        large = accepted(
+            httpx.put(f"{server}/v1/collections/large/documents/long.md", content=long_text(6000))
+        )
+        large = embedding_begun(server, large)
+        # The job runs at a lower priority than the threads that answer queries.
+        assert 10 in thread_nice_values(proc.pid) and 0 in thread_nice_values(proc.pid)
+        small = accepted(
+            httpx.put(f"{server}/v1/collections/small/documents/s.md", content=b"# S\n\nherons")
+        )
+        assert wait_job(server, small, timeout_s=300)["state"] == "done"
+        assert job_of(server, large)["state"] == "running"  # not queued behind it: still embedding
+        assert sources(server, "herons", "small") == ["s.md"]
+        httpx.delete(f"{server}/v1/jobs/{large['id']}")
 
 
 def test_a_file_over_the_chunk_cap_fails_before_embedding(server: str) -> None:
