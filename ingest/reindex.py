@@ -15,21 +15,29 @@ run adopts the vectors it had already written and discards the rest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ingest.files import SkippedPath
-from ingest.generation import ProgressFn, build_bm25, write_generation
+from ingest.generation import ProgressFn, VectorsFn, build_bm25, write_generation
 from ingest.load import is_supported
-from ingest.scan import FailedSource, Scan, scan
+from ingest.scan import FailedSource, Scan, ScanLimits, scan
 from ingest.split import Splitter
 from rag_service.collections import DEFAULT, Collections, store_name
 from rag_service.embedders import build_embedder
-from rag_service.errors import ConfigError
-from rag_service.index_state import IndexPointer, IndexState, Manifest, index_fingerprint
-from rag_service.protocols import Embedder
+from rag_service.errors import ConfigError, ReindexCancelled
+from rag_service.index_state import (
+    Failure,
+    IndexPointer,
+    IndexState,
+    Manifest,
+    index_fingerprint,
+)
+from rag_service.protocols import Embedder, Vectors
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from rag_service.types import Chunk
@@ -106,9 +114,13 @@ def reindex(
     embedder: Embedder | None = None,
     dry_run: bool = False,
     progress: ProgressFn | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> ReindexReport:
     """Make ``collection`` hold what ``root`` holds. ``root`` may be left out for a collection
-    that has a folder (``default``: ``RAG_CORPUS_DIR``; a managed one: its own)."""
+    that has a folder (``default``: ``RAG_CORPUS_DIR``; a managed one: its own).
+
+    ``cancelled`` is asked before each embedding batch; once it answers True the run raises
+    ``ReindexCancelled`` and commits nothing (the served generation stays as it was)."""
     if root is None and collection == DEFAULT:
         root = settings.corpus_dir
     if root is not None and not root.is_dir():
@@ -128,7 +140,11 @@ def reindex(
         model = embedder or build_embedder(settings.embedder)  # loads on first use
         splitter = Splitter(settings.chunking, model)
         failing = state.last_failures()
-        scanned = scan(target.folder, previous, splitter, settings.ingest.max_file_bytes)
+        # Failures are remembered under what decides them: the chunking (in the fingerprint)
+        # and the chunk cap; a change of either reads every failed file again.
+        context = f"{fingerprint}:{settings.ingest.max_file_chunks}"
+        limits = ScanLimits(settings.ingest.max_file_bytes, settings.ingest.max_file_chunks)
+        scanned = scan(target.folder, previous, splitter, limits, state.known_failures(context))
         planned = plan(previous, scanned)
         reused, generation = 0, None
         if not dry_run and pointer is not None and not rebuild and not planned.changed:
@@ -137,8 +153,9 @@ def reindex(
             generation = (pointer.generation if pointer else 0) + 1
             name = store_name(settings.store.collection_prefix, collection, fingerprint)
             committed = 0 if rebuild or pointer is None else pointer.generation
+            vectors = _batched(model, settings.embedder.batch_size, cancelled)
             reused = _write(
-                settings, state, name, committed, generation, planned, scanned, model, progress
+                settings, state, name, committed, generation, planned, scanned, vectors, progress
             )
             state.commit(name, generation, fingerprint, planned.manifest)
             log.info("committed generation %d: %d chunks", generation, planned.chunks_total)
@@ -147,7 +164,9 @@ def reindex(
                 old_store.drop()
                 old_store.close()
         if not dry_run:
-            state.record_failures({f.path: f.error for f in scanned.failed})
+            state.record_failures(
+                {f.path: Failure(f.error, f.sha256) for f in scanned.failed}, context
+            )
     return ReindexReport(
         added=scanned.added,
         updated=scanned.updated,
@@ -180,7 +199,7 @@ def _write(
     generation: int,
     planned: Plan,
     scanned: Scan,
-    model: Embedder,
+    vectors: VectorsFn,
     progress: ProgressFn | None,
 ) -> int:
     """Write ``generation`` from the plan after undoing what an interrupted run left; returns
@@ -196,7 +215,7 @@ def _write(
             generation,
             planned.manifest,
             add=[c for c in planned.embed if c.id not in adopted],
-            vectors=lambda batch: model.embed_documents([c.embedding_text for c in batch]),
+            vectors=vectors,
             relabel=planned.relabel,
             retire=planned.retire,
             known=scanned.chunks,
@@ -205,6 +224,22 @@ def _write(
     finally:
         store.close()
     return len(adopted)
+
+
+def _batched(model: Embedder, size: int, cancelled: Callable[[], bool]) -> VectorsFn:
+    """Embed in the model's own batch size, asking ``cancelled`` before each: a cancel waits
+    for one batch (a few chunks), not for a whole progress step."""
+
+    def vectors(chunks: Sequence[Chunk]) -> Vectors:
+        parts = []
+        for start in range(0, len(chunks), size):
+            if cancelled():
+                raise ReindexCancelled("the reindex was cancelled")
+            batch = chunks[start : start + size]
+            parts.append(model.embed_documents([c.embedding_text for c in batch]))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    return vectors
 
 
 def _ensure_bm25(
@@ -223,14 +258,19 @@ def _ensure_bm25(
 
 
 class FolderIndexer:
-    """The ``Indexer`` the API's document jobs run: this reindex, with the service's embedder."""
+    """The ``Indexer`` the API's document jobs run: this reindex, with the embedder the service
+    gives its jobs (its own instance, so a job never holds the queries' model)."""
 
     def __init__(self, settings: Settings, embedder: Embedder) -> None:
         self._settings = settings
         self._embedder = embedder
 
     def reindex(
-        self, collection: str, folder: Path, progress: Callable[[int, int], None]
+        self,
+        collection: str,
+        folder: Path,
+        progress: Callable[[int, int], None],
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> dict[str, Any]:
         report = reindex(
             self._settings,
@@ -238,6 +278,7 @@ class FolderIndexer:
             collection=collection,
             embedder=self._embedder,
             progress=progress,
+            cancelled=cancelled,
         )
         return report.summary()
 

@@ -8,7 +8,8 @@ Layout under ``data_dir``::
     bm25/tokens.sqlite                tokens by chunk id, so reindexing tokenises only new chunks
     chroma/                           the embedded Chroma database
     reindex.lock                      held by the one reindex allowed at a time
-    failures.json                     the files the last reindex could not read, and why
+    failures.json                     the files the last reindex could not read, why, and
+                                      the digest of the bytes that failed
 
 A reindex writes its manifest first and then replaces ``CURRENT.json`` atomically; until that
 rename, readers keep serving the previous generation, whatever happens to the reindex.
@@ -61,6 +62,12 @@ class SourceEntry:
 
 
 Manifest = dict[str, SourceEntry]
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: str
+    sha256: str | None  # of the bytes that failed; None: not read (too large, unreadable)
 
 
 @dataclass(frozen=True)
@@ -154,20 +161,45 @@ class IndexState:
                 if path.is_dir() and path.name.rsplit(".", 1)[0] not in stems:
                     shutil.rmtree(path, ignore_errors=True)
 
-    def record_failures(self, failed: dict[str, str]) -> None:
-        """What the last (not dry) reindex could not read, source -> reason: the documents
-        listing shows it beside the manifest, which keeps serving a failed file's old chunks.
-        Written only when it changes: a reindex that finds nothing new writes nothing."""
-        if failed != self.last_failures():
+    def record_failures(self, failed: dict[str, Failure], context: str) -> None:
+        """What the last (not dry) reindex could not read, source -> reason and the digest of
+        the bytes that failed: the documents listing shows the reason beside the manifest (which
+        keeps serving a failed file's old chunks), and the next reindex skips a file whose bytes
+        failed before under the same ``context`` (the settings that decide the outcome) instead
+        of parsing it again. Written only when it changes."""
+        payload = {
+            "failed": {path: f.error for path, f in failed.items()},
+            "sha256": {path: f.sha256 for path, f in failed.items() if f.sha256},
+            "context": context,
+        }
+        if payload != self._failures_file():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.data_dir / "failures.json", {"failed": failed})
+            write_atomically(self.data_dir / "failures.json", payload)
 
-    def last_failures(self) -> dict[str, str]:
+    def _failures_file(self) -> dict[str, Any]:
         try:
-            raw = json.loads((self.data_dir / "failures.json").read_text(encoding="utf-8"))
+            raw: dict[str, Any] = json.loads(
+                (self.data_dir / "failures.json").read_text(encoding="utf-8")
+            )
         except FileNotFoundError:
             return {}
-        return {str(k): str(v) for k, v in raw["failed"].items()}
+        return raw
+
+    def last_failures(self) -> dict[str, str]:
+        raw = self._failures_file()
+        return {str(k): str(v) for k, v in raw.get("failed", {}).items()}
+
+    def known_failures(self, context: str) -> dict[str, Failure]:
+        """The failures recorded under ``context`` whose bytes were read (so have a digest)."""
+        raw = self._failures_file()
+        if raw.get("context") != context:
+            return {}
+        digests = raw.get("sha256", {})
+        return {
+            str(path): Failure(str(error), str(digests[path]))
+            for path, error in raw.get("failed", {}).items()
+            if path in digests
+        }
 
     @contextlib.contextmanager
     def reindex_lock(self) -> Iterator[None]:

@@ -162,10 +162,15 @@ class Indexer(Protocol):
     hands it in)."""
 
     def reindex(
-        self, collection: str, folder: Path, progress: Callable[[int, int], None]
+        self,
+        collection: str,
+        folder: Path,
+        progress: Callable[[int, int], None],
+        cancelled: Callable[[], bool] = ...,
     ) -> dict[str, Any]:
         """The summary ``rag reindex --json`` prints; ``IndexBusy`` if another reindex of the
-        collection is running."""
+        collection is running; ``ReindexCancelled`` (nothing committed) once ``cancelled``
+        answers True, which it asks between embedding batches."""
         ...
 
     def supports(self, source: str) -> bool:

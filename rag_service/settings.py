@@ -129,6 +129,22 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(
         20 * 2**20, ge=1, description="Largest file `rag reindex` reads (bytes); larger: failed."
     )
+    # Bytes alone do not bound the cost: a 1.9 MB CSV of 200,000 columns split into 2,462
+    # chunks, over an hour of embedding. 2,000 chunks is about 2 MB of prose, a 1,000-page
+    # book; reports, manuals and papers stay far below it.
+    max_file_chunks: int = Field(
+        2000,
+        ge=1,
+        description="Most chunks one file may split into; more: the file is failed, before "
+        "anything is embedded.",
+    )
+    job_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Linux nice value added to the threads that run document jobs (and embed "
+        "with their own one-thread model), so queries win the CPU; 0: same priority.",
+    )
 
 
 class RetrievalSettings(BaseModel):

@@ -78,12 +78,17 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         library = Library(settings, embedder, reranker, on_timings=metrics.observe_search)
         search = library.default
         answers = build_answer_service(settings, search)
-        app.state.indexer = indexer(settings, embedder)
+        # Jobs embed with an instance of their own, loaded in (and run by) their low-priority
+        # worker threads with one intra-op thread: a query never waits for the model's lock
+        # behind a job, and wins the CPU from it.
+        background = build_embedder(settings.embedder, threads=1)
+        app.state.indexer = indexer(settings, background)
         runner = JobRunner(
             settings.data_dir / "jobs",
             library.collections,
             app.state.indexer,
             max_queued=settings.api.max_queued_jobs,
+            nice=settings.ingest.job_nice,
         )
         metrics.watch_index(search)
         # Load models now, not on the first request.
@@ -104,6 +109,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         if reranker is not None:
             reranker.close()
         embedder.close()
+        background.close()
 
     app = FastAPI(title="rag-service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

@@ -83,7 +83,8 @@ _BY_OPERATION = {
     ("delete", "/v1/collections/{name}"): {
         "400": "The default collection cannot be deleted.",
         **_NO_COLLECTION,
-        "409": "Document jobs or a reindex of the collection are under way.",
+        "409": "A reindex of the collection (the CLI's) is under way, or one of its document "
+        "jobs did not stop within 30 s of being cancelled.",
     },
     ("get", "/v1/collections/{name}/documents"): _NO_COLLECTION,
     ("get", "/v1/collections/{name}/documents/{path}"): {
@@ -101,6 +102,7 @@ _BY_OPERATION = {
         "503": "RAG_API__MAX_QUEUED_JOBS document jobs are waiting (with Retry-After).",
     },
     ("get", "/v1/jobs/{job_id}"): {"404": "No such job."},
+    ("delete", "/v1/jobs/{job_id}"): {"404": "No such job."},
     ("post", "/v1/ask"): {
         **_NO_COLLECTION,
         "502": "The LLM endpoint failed.",

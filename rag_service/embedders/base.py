@@ -22,6 +22,29 @@ def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> Vectors:
     return result
 
 
+class FifoLock:
+    """A lock granted in the order it was asked for. The document jobs of several collections
+    share one embedder batch by batch; with a plain lock the thread that just released it
+    usually takes it again at once, and one collection's large upload would keep another's
+    small one waiting to its end."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._turns.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
 class LazyEmbedder:
     """The model id the index fingerprint uses, a lock (model calls are not re-entrant across
     threads), and a model loaded by ``warm_up()`` or on first use, never at import."""
@@ -29,7 +52,7 @@ class LazyEmbedder:
     def __init__(self, model_id: str, *, batch_size: int) -> None:
         self._model_id = model_id
         self._batch_size = batch_size
-        self._lock = threading.Lock()
+        self._lock = FifoLock()
 
     @property
     def model_id(self) -> str:

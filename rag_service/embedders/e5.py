@@ -125,14 +125,18 @@ def _torch_hidden(folder: Path, bf16: bool) -> HiddenStates:
     return hidden
 
 
-def _onnx_hidden(folder: Path) -> HiddenStates:
+def _onnx_hidden(folder: Path, threads: int = 0) -> HiddenStates:
     import onnxruntime
 
     from rag_service.embedders.e5_onnx import build_int8
 
     path = build_int8(folder)
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # onnxruntime's own types (InvalidProtobuf, Fail, ...)
         raise ConfigError(
             f"cannot load {path}: {exc}; delete the file and it is built again on next use"
@@ -148,7 +152,8 @@ def _onnx_hidden(folder: Path) -> HiddenStates:
 PRECISIONS = ("int8", "fp32", "bf16", "auto")
 
 
-def load_folder(folder: Path, precision: str = "int8") -> _Loaded:
+def load_folder(folder: Path, precision: str = "int8", threads: int = 0) -> _Loaded:
+    """``threads``: int8's intra-op threads (0: one per core); torch's are process-wide."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is on disk by now
     from tokenizers import Tokenizer
 
@@ -159,7 +164,7 @@ def load_folder(folder: Path, precision: str = "int8") -> _Loaded:
     try:
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         hidden = (
-            _onnx_hidden(folder)
+            _onnx_hidden(folder, threads)
             if precision == "int8"
             else _torch_hidden(folder, bf16=precision == "bf16")
         )
@@ -179,17 +184,20 @@ class E5Embedder(LazyEmbedder):
         models_dir: Path | None = None,
         batch_size: int = 8,
         precision: str = "int8",
+        threads: int = 0,
     ) -> None:
         super().__init__(model_id, batch_size=batch_size)
         self._models_dir = models_dir or default_models_dir()
         self._precision = precision
+        self._threads = threads
 
     def _load(self) -> _Loaded:
         if self._builds_first():
             # A warning, so the CLI (quiet below that) shows it: the only step that takes long
             # with nothing to count, which a user would otherwise take for a hang.
             log.warning("building the e5 model (once, about a minute) into %s", self._models_dir)
-        return load_folder(_resolve_folder(self.model_id, self._models_dir), self._precision)
+        folder = _resolve_folder(self.model_id, self._models_dir)
+        return load_folder(folder, self._precision, self._threads)
 
     def _builds_first(self) -> bool:
         """Whether loading the bundled model builds it first (its folder or int8 file)."""

@@ -40,7 +40,9 @@ const TEXT = {
     dropHere: "Drop files here, or choose them:", chooseFiles: "Files to upload",
     formats: "Markdown, text, HTML, PDF, Word, PowerPoint, Excel, CSV or EPUB; several at once.",
     sending: (sent, total) => `Uploading: ${size(sent)} of ${size(total)} sent.`,
-    state: { queued: "Queued", running: "Indexing", done: "Done", failed: "Failed" },
+    state: {
+      queued: "Queued", running: "Indexing", done: "Done", failed: "Failed", cancelled: "Cancelled",
+    },
     embedded: (e, t) => `${e} of ${t} chunks embedded`,
     waiting: (w) => `waiting: ${w}`,
     summary: (r) => `${r.added} added, ${r.updated} updated, ${r.unchanged} unchanged, `
@@ -81,7 +83,9 @@ const TEXT = {
     dropHere: "将文件拖放到这里，或选择文件：", chooseFiles: "要上传的文件",
     formats: "Markdown、文本、HTML、PDF、Word、PowerPoint、Excel、CSV 或 EPUB；可一次选择多个。",
     sending: (sent, total) => `上传中：已发送 ${size(sent)}，共 ${size(total)}。`,
-    state: { queued: "排队中", running: "索引中", done: "完成", failed: "失败" },
+    state: {
+      queued: "排队中", running: "索引中", done: "完成", failed: "失败", cancelled: "已取消",
+    },
     embedded: (e, t) => `已嵌入 ${e} / ${t} 个片段`,
     waiting: (w) => `等待：${w}`,
     summary: (r) => `新增 ${r.added}，更新 ${r.updated}，未变 ${r.unchanged}，`
@@ -516,13 +520,14 @@ function jobText(job) {
   return parts.join(" · ");
 }
 
-// Polls a document job every 500 ms until it is done or failed, then lists the documents again.
+// Polls a document job every 500 ms until it has finished (done, failed or cancelled by an
+// admin), then lists the documents again.
 async function follow(job) {
   const status = $("upload-status");
   for (;;) {
     status.textContent = jobText(job);
     status.dataset.state = job.state;
-    if (job.state === "done" || job.state === "failed") break;
+    if (!["queued", "running"].includes(job.state)) break;
     await sleep(500);
     job = await (await call(`/v1/jobs/${enc(job.id)}`)).json();
   }

@@ -161,6 +161,7 @@ def test_every_operation_is_fuzzed() -> None:
         "PUT /v1/collections/{name}/documents/{path}",
         "DELETE /v1/collections/{name}/documents/{path}",
         "GET /v1/jobs/{job_id}",
+        "DELETE /v1/jobs/{job_id}",
     }
 
 

@@ -285,3 +285,47 @@ def test_killed_reindex_leaves_the_old_index_serving(
     new_chunks = report.chunks_total - pointer.chunks
     assert embedder.texts_embedded == report.chunks_embedded == new_chunks - report.chunks_reused
     assert sources_found(settings, embedder, "Zebra fact 7.3 striped", k=3)[0].startswith("bulk-")
+
+
+def test_failed_files_are_not_parsed_again_until_they_or_the_settings_change(
+    make_settings: MakeSettings,
+    embedder: CountingEmbedder,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ingest.scan
+
+    parsed: list[str] = []
+    load = ingest.scan.load_document
+
+    def counting_load(source: str, data: bytes) -> object:
+        parsed.append(source)
+        return load(source, data)
+
+    monkeypatch.setattr(ingest.scan, "load_document", counting_load)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    (docs / "latin1.md").write_bytes(b"caf\xe9")
+    (docs / "long.md").write_text("\n\n".join(f"Paragraph {i} of a long file." for i in range(900)))
+    settings = make_settings(ingest={"max_file_chunks": 10})
+    first = reindex(settings, embedder=embedder)
+    failed = {f.path: f.error for f in first.failed}
+    assert set(failed) == {"broken.pdf", "latin1.md", "long.md"}
+    assert "RAG_INGEST__MAX_FILE_CHUNKS" in failed["long.md"] and "long.md" not in first.added
+
+    parsed.clear()
+    dry = reindex(settings, embedder=embedder, dry_run=True)
+    again = reindex(settings, embedder=embedder)
+    assert parsed == []  # neither run read a failed file's bytes into a parser
+    assert (
+        {f.path: f.error for f in again.failed} == failed == {f.path: f.error for f in dry.failed}
+    )
+    assert again.generation is None  # nothing changed, nothing written
+
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 still nothing")
+    reindex(settings, embedder=embedder)
+    assert parsed == ["broken.pdf"]  # changed bytes are parsed
+
+    parsed.clear()
+    raised = reindex(make_settings(ingest={"max_file_chunks": 1000}), embedder=embedder)
+    assert sorted(parsed) == ["broken.pdf", "latin1.md", "long.md"]  # another cap: all again
+    assert "long.md" in raised.added

@@ -9,7 +9,7 @@ import pytest
 
 from rag_service.collections import DEFAULT, Collections, check_name, store_name
 from rag_service.errors import BadRequest, ConfigError, NotFound, RagError
-from rag_service.jobs import FileWrite, apply_write
+from rag_service.jobs import FileWrite, apply_write, undo_write
 from rag_service.retrieval.bm25 import Bm25Index
 
 pytestmark = pytest.mark.unit
@@ -64,24 +64,46 @@ def test_store_names_fit_chroma_and_never_collide(tmp_path: Path) -> None:
 
 
 def test_writes_stay_inside_the_folder(tmp_path: Path) -> None:
-    folder, outside = tmp_path / "docs", tmp_path / "outside"
-    folder.mkdir()
-    outside.mkdir()
+    folder, outside, job = tmp_path / "docs", tmp_path / "outside", tmp_path / "job"
+    for made in (folder, outside, job):
+        made.mkdir()
     (folder / "link").symlink_to(outside)
-    staged = tmp_path / "staged"
+    staged = job / "0"
     staged.write_bytes(b"# x\n\ny")
     with pytest.raises(RagError, match="symbolic link"):
-        apply_write(folder, FileWrite("link/evil.md", "0"), staged, 0)
+        apply_write(folder, FileWrite("link/evil.md", "0"), job, 0)
     (outside / "victim.md").write_text("keep")
     with pytest.raises(RagError, match="symbolic link"):
-        apply_write(folder, FileWrite("link/victim.md", None), None, 0)
+        apply_write(folder, FileWrite("link/victim.md", None), job, 1)
     assert list(outside.iterdir()) == [outside / "victim.md"]
 
-    apply_write(folder, FileWrite("a/b/new.md", "0"), staged, 0)
+    apply_write(folder, FileWrite("a/b/new.md", "0"), job, 0)
     assert (folder / "a/b/new.md").read_bytes() == b"# x\n\ny" and not staged.exists()
-    apply_write(folder, FileWrite("a/b/new.md", "0"), staged, 0)  # again after a restart: no-op
-    apply_write(folder, FileWrite("a/b/new.md", None), None, 0)
+    apply_write(folder, FileWrite("a/b/new.md", "0"), job, 0)  # again after a restart: no-op
+    apply_write(folder, FileWrite("a/b/new.md", None), job, 1)
     assert not (folder / "a").exists()  # emptied folders go too
+
+
+def test_undoing_writes_puts_back_what_they_replaced(tmp_path: Path) -> None:
+    folder, job = tmp_path / "docs", tmp_path / "job"
+    folder.mkdir()
+    job.mkdir()
+    (folder / "old.md").write_bytes(b"old bytes")
+    (folder / "gone.md").write_bytes(b"deleted bytes")
+    (job / "0").write_bytes(b"new bytes")
+    (job / "1").write_bytes(b"a new file")
+    writes = [FileWrite("old.md", "0"), FileWrite("sub/added.md", "1"), FileWrite("gone.md", None)]
+    for n, write in enumerate(writes):
+        apply_write(folder, write, job, n)
+        apply_write(folder, write, job, n)  # a restart applies it again: the saved copy stays
+    assert (folder / "old.md").read_bytes() == b"new bytes" and not (folder / "gone.md").exists()
+
+    for _ in range(2):  # undoing is idempotent too (a crash mid-undo does it again)
+        for n, write in reversed(list(enumerate(writes))):
+            undo_write(folder, write, job, n)
+    assert (folder / "old.md").read_bytes() == b"old bytes"
+    assert (folder / "gone.md").read_bytes() == b"deleted bytes"
+    assert not (folder / "sub").exists()
 
 
 @pytest.mark.parametrize("backend", ["bm25s", "rank-bm25"])

@@ -28,7 +28,6 @@ from rag_service.errors import (
     BodyTimeout,
     BodyTooLarge,
     Forbidden,
-    IndexBusy,
     LengthRequired,
     NotFound,
 )
@@ -125,12 +124,12 @@ def delete_collection(
     name: CollectionName, library: LibraryDep, jobs: JobsDep, settings: SettingsDep
 ) -> Response:
     """Deletes the collection's index and, if managed, its documents (a mirrored collection's
-    folder is left alone). 409 while document jobs or a reindex of it are under way."""
+    folder is left alone), after cancelling its document jobs. 409 while a reindex of it (the
+    CLI's) is under way."""
     if name == DEFAULT:
         raise BadRequest("the default collection cannot be deleted")
     collection = library.collections.get(name)
-    if pending := jobs.unfinished(name):
-        raise IndexBusy(f"{len(pending)} document jobs of {name!r} are queued or running")
+    jobs.cancel_collection(name)
     with collection.state.reindex_lock():
         library.forget(name)
         _drop_stores(settings, collection)
