@@ -43,5 +43,7 @@ def wait_job(page: Any, expect: str) -> str:
 def create_collection(page: Any, name: str) -> None:
     page.get_by_label("New collection").fill(name)
     page.get_by_role("button", name="Create").click()
-    page.locator("#manage-status", has_text=name).wait_for()
+    error = page.locator("#manage-error:not([hidden])")
+    page.locator("#manage-status", has_text=name).or_(error).wait_for()
+    assert error.count() == 0, error.text_content()
     page.wait_for_function("(n) => document.getElementById('collection').value === n", arg=name)
