@@ -349,7 +349,7 @@ def _hold(page: Any, pattern: str) -> None:
 
 def _release(page: Any) -> None:
     page.evaluate("window.release()")
-    page.wait_for_function("window.answered === 1")
+    page.wait_for_function("() => window.answered === 1")
 
 
 def test_a_late_document_listing_leaves_the_upload_error(browser: Any, url: str) -> None:
@@ -360,7 +360,7 @@ def test_a_late_document_listing_leaves_the_upload_error(browser: Any, url: str)
     _hold(page, "/v1/collections/late-docs/documents$")
     page.goto(url)
     create_collection(page, "late-docs")
-    page.wait_for_function("window.held === 1")
+    page.wait_for_function("() => window.held === 1")
     page.get_by_label("Files to upload").set_input_files(
         [{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}]
     )
@@ -381,7 +381,7 @@ def test_a_late_collection_listing_keeps_the_new_collection(browser: Any, url: s
     accept_dialogs(page)
     _hold(page, "/v1/collections$")
     page.goto(url)
-    page.wait_for_function("window.held === 1")
+    page.wait_for_function("() => window.held === 1")
     create_collection(page, "late-list")
     _release(page)
     assert page.locator("#collection").input_value() == "late-list"
