@@ -390,3 +390,15 @@ def test_a_late_collection_listing_keeps_the_new_collection(browser: Any, url: s
     page.get_by_role("button", name="Delete collection").click()
     page.locator("#collection option[value=late-list]").wait_for(state="detached")
     page.close()
+
+
+def test_a_remembered_collection_that_is_gone_is_said_and_nothing_uploads_elsewhere(
+    browser: Any, url: str
+) -> None:
+    page = browser.new_page(locale="en-US")
+    page.add_init_script("sessionStorage.setItem('rag-collection', 'vanished')")
+    page.goto(url)
+    page.locator("#upload-off", has_text="“vanished” no longer exists").wait_for()
+    assert page.locator("#collection").input_value() == "default"
+    assert not page.locator("#files").is_visible()
+    page.close()
