@@ -2,10 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SHELL := /bin/bash
 
 .PHONY: install install-dev run index test lint deploy-check bench clean
 
-PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock
+# pip says what it does (Collecting…, Downloading… with a bar on a terminal, Installing…): the
+# first install takes minutes and must not look like a hang. A machine-wide pip configuration
+# that lists index folders lacking most packages makes pip warn once per package ("Location …
+# is ignored"), which is noise: those lines are dropped from its stderr, nothing else is.
+PIP := $(BIN)/pip install --disable-pip-version-check -c requirements.lock
+PIP_NOISE := 2> >(grep --line-buffered -v "^WARNING: Location '.*' is ignored" >&2)
+STEP := @printf '\n==> %s\n'
 
 # requirements.lock pins every transitive dependency; pyproject.toml says what we depend on.
 # Running the service needs only the package; the tests also need the tools, the LangChain
@@ -18,26 +25,31 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lo
 # pip's wheel cache is keyed by the sdist, not by CMAKE_ARGS, so it could hand back a native
 # wheel built earlier: the wheel is built without that cache into a folder named after the
 # build configuration, and installed from there only. Override LLAMA_CMAKE_ARGS for a native
-# build (README, "LLM backends").
+# build (docs/development.md).
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 LLAMA_BUILD_KEY := $(shell printf '%s %s %s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' "$$(uname -m)" | sha256sum | cut -c1-12)
 WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rag-service/wheels
 LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_BUILD_KEY)
 $(BIN)/.installed-run: pyproject.toml requirements.lock
+	$(STEP) "Installing rag-service into $(VENV) (the first time: about 2 minutes, 2.1 GB)"
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e .
+	@$(PIP) -e . $(PIP_NOISE)
 	touch $@
 
 $(LLAMA_WHEELS)/.built: | $(BIN)/.installed-run
-	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip wheel --quiet --disable-pip-version-check \
-		--no-cache-dir --no-deps -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(STEP) "Building llama-cpp-python from source (once: about 10 minutes on 2 cores)"
+	@CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip wheel --disable-pip-version-check \
+		--no-cache-dir --no-deps -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION) \
+		$(PIP_NOISE)
 	printf '%s\n' '$(LLAMA_CMAKE_ARGS)' > $(LLAMA_WHEELS)/CMAKE_ARGS
 	touch $@
 
 # --only-binary: pip never builds llama-cpp-python itself (it would take its cache's wheel).
 $(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built
-	$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp]'
+	$(STEP) "Installing the test tools, the benchmarks' dependencies and llama.cpp"
+	@$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp]' \
+		$(PIP_NOISE)
 	@# The page's browser test drives Debian's Chromium; without root or apt-get it is skipped
 	@# with the reason.
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -59,9 +71,11 @@ install-dev: $(BIN)/.installed-dev
 
 # Incremental: a no-op when the corpus has not changed since the last run.
 index: install
+	$(STEP) "Indexing the documents (RAG_CORPUS_DIR, default corpus/; the first run also builds the embedding model)"
 	$(BIN)/rag reindex
 
 run: index
+	$(STEP) "Serving: open the address below in a browser (Ctrl+C stops)"
 	$(BIN)/rag serve
 
 test: lint

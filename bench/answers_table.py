@@ -1,4 +1,4 @@
-"""The README's answer table from `rag eval-answers --json` outputs.
+"""The answer table of docs/evaluation.md from `rag eval-answers --json` outputs.
 
 .venv/bin/python bench/answers_table.py bench/results/answers-*.json
 """

@@ -1,4 +1,4 @@
-"""Print `rag eval --json` results as the Markdown tables in the README."""
+"""Print `rag eval --json` results as the Markdown tables in docs/evaluation.md."""
 
 from __future__ import annotations
 

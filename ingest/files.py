@@ -10,6 +10,13 @@ anyone who reaches the API, so nothing outside the folder may reach the index:
 - FIFOs, sockets and devices are skipped (opening a FIFO would block the run forever);
 - a file is opened without following a link (in case one was swapped in since the scan), its
   size is checked on the open descriptor before reading, and it is read only up to the limit.
+
+A ``.ragignore`` at the top of the folder names what else to leave out, one glob per line, as in
+a ``.gitignore`` without negation: a pattern with a ``/`` inside matches the path from the
+folder (``/README.md``: only the top one), one without matches a name at any depth
+(``drafts``, ``*.tmp``); a trailing ``/`` matches folders only. The shipped ``corpus/`` has one,
+so its README (which describes the corpus) is not a document; a folder without one is indexed
+whole.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ingest.load import is_supported
@@ -29,6 +37,8 @@ LOOP = "symbolic link loop"
 FOLDER_LINK = "symbolic link to a folder (not followed)"
 HIDDEN_TARGET = "symbolic link to a hidden file"
 SPECIAL = "not a regular file"
+IGNORE_FILE = ".ragignore"
+_IGNORE_FILE_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ def list_sources(root: Path) -> Listing:
     root = root.resolve()
     files: list[SourceFile] = []
     skipped: list[SkippedPath] = []
+    ignore = _ignore_rules(root, skipped)
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -68,6 +79,8 @@ def list_sources(root: Path) -> Listing:
                 continue
             path = Path(entry.path)
             source = _rel(root, path)
+            if ignore.matches(source, entry.is_dir(follow_symlinks=False)):
+                continue
             if entry.is_symlink():
                 target, reason = _link_target(root, path)
                 if reason is None and target is not None and is_supported(entry.name):
@@ -85,6 +98,49 @@ def list_sources(root: Path) -> Listing:
     files.sort(key=lambda f: f.source)
     skipped.sort(key=lambda s: s.path)
     return Listing(files, skipped)
+
+
+@dataclass(frozen=True)
+class IgnoreRules:
+    """The patterns of a folder's ``.ragignore`` (see the module docstring)."""
+
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> IgnoreRules:
+        lines = (line.strip() for line in text.splitlines())
+        return cls(tuple(line for line in lines if line and not line.startswith("#")))
+
+    def matches(self, source: str, is_dir: bool) -> bool:
+        name = source.rsplit("/", 1)[-1]
+        for pattern in self.patterns:
+            if pattern.endswith("/"):
+                if not is_dir:
+                    continue
+                pattern = pattern.rstrip("/")
+            if "/" in pattern:
+                if fnmatchcase(source, pattern.lstrip("/")):
+                    return True
+            elif fnmatchcase(name, pattern):
+                return True
+        return False
+
+
+def _ignore_rules(root: Path, skipped: list[SkippedPath]) -> IgnoreRules:
+    """The folder's ``.ragignore``, read as untrusted as any file in it (no link, no FIFO, at
+    most 64 KiB); an unreadable one is reported and ignores nothing."""
+    path = root / IGNORE_FILE
+    if not path.exists() and not path.is_symlink():
+        return IgnoreRules()
+    try:
+        data = read_source(SourceFile(IGNORE_FILE, path), _IGNORE_FILE_MAX_BYTES)
+    except OSError as exc:
+        skipped.append(SkippedPath(IGNORE_FILE, f"cannot read: {exc.strerror or exc}"))
+        return IgnoreRules()
+    except DocumentUnreadable as exc:
+        skipped.append(SkippedPath(IGNORE_FILE, exc.reason))
+        return IgnoreRules()
+    return IgnoreRules.parse(data.decode("utf-8", errors="replace"))
 
 
 def _rel(root: Path, path: Path) -> str:

@@ -15,7 +15,7 @@ run adopts the vectors it had already written and discards the rest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,7 @@ def reindex(
         previous = {} if rebuild or pointer is None else state.manifest(pointer)
         model = embedder or build_embedder(settings.embedder)  # loads on first use
         splitter = Splitter(settings.chunking, model)
+        failing = state.last_failures()
         scanned = scan(target.folder, previous, splitter, settings.ingest.max_file_bytes)
         planned = plan(previous, scanned)
         reused, generation = 0, None
@@ -150,7 +151,7 @@ def reindex(
     return ReindexReport(
         added=scanned.added,
         updated=scanned.updated,
-        deleted=scanned.deleted,
+        deleted=_gone(scanned, failing),
         unchanged=scanned.unchanged,
         failed=scanned.failed,
         skipped=scanned.skipped,
@@ -162,6 +163,13 @@ def reindex(
         dry_run=dry_run,
         generation=generation,
     )
+
+
+def _gone(scanned: Scan, failing: Iterable[str]) -> tuple[str, ...]:
+    """The documents no longer in the folder: those the index held, and those that only ever
+    failed to index (the API lists them as documents too, so deleting one counts)."""
+    present = {*scanned.manifest, *(f.path for f in scanned.failed)}
+    return tuple(sorted({*scanned.deleted, *(p for p in failing if p not in present)}))
 
 
 def _write(

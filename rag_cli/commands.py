@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from rag_cli import docs
+from rag_cli import docs, remote
 from rag_service.errors import RagError
 from rag_service.keys import KeyStore, KeyStoreError
 from rag_service.logs import configure_logging
@@ -26,7 +26,7 @@ app = typer.Typer(help="Retrieval-augmented question answering over your own doc
 def _settings(verbose: bool) -> Settings:
     """The settings, with logging set up by them (quiet unless ``verbose``)."""
     settings = Settings()
-    configure_logging(settings.log, level=None if verbose else "WARNING")
+    configure_logging(settings, level=None if verbose else "WARNING")
     return settings
 
 
@@ -106,28 +106,56 @@ def reindex(
         raise typer.Exit(1)
 
 
+LocalOption = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Load the model here even if a server answers (RAG_URL, or RAG_API__HOST:PORT).",
+    ),
+]
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
     collection: CollectionOption = "default",
+    local: LocalOption = False,
 ) -> None:
-    """Print the passages that best match a query."""
+    """Print the passages that best match a query: from the running server when one answers
+    (RAG_URL, or the configured port), else from the data directory."""
+    settings = _settings(verbose=False)
+    url = None if local else remote.answering_server(settings.api)
+    if url is not None:
+        body = {"query": query, "top_k": top_k, "collection": collection}
+        with remote.session(url) as client:
+            passages = remote.checked(client.post("/v1/search", json=body))["passages"]
+    else:
+        passages = _search_here(settings, query, top_k, collection)
+    for rank, hit in enumerate(passages, start=1):
+        where = " > ".join(hit["headings"]) or hit["title"]
+        typer.echo(f"{rank}. [{hit['score']:.4f}] {hit['source']} ({where})")
+        typer.echo("   " + hit["text"][:300].replace("\n", " "))
+
+
+# Both paths print the API's JSON shapes (rag_service.api.schemas): the server's answer as it
+# came, and the in-process one built by the same models. The remote path imports neither the
+# models nor what they import (Chroma, FastAPI: seconds of a short command).
+def _search_here(
+    settings: Settings, query: str, top_k: int, collection: str
+) -> list[dict[str, Any]]:
+    from rag_service.api.schemas import Passage
     from rag_service.embedders import build_embedder
     from rag_service.rerankers import build_reranker
     from rag_service.serving import Library
 
-    settings = _settings(verbose=False)
     try:
         embedder = build_embedder(settings.embedder)
         reranker = build_reranker(settings.retrieval)
         result = Library(settings, embedder, reranker).search(collection).search(query, top_k)
     except RagError as exc:
         raise _fail(exc) from exc
-    for rank, hit in enumerate(result.passages, start=1):
-        where = " > ".join(hit.chunk.headings) or hit.chunk.title
-        typer.echo(f"{rank}. [{hit.score:.4f}] {hit.chunk.source} ({where})")
-        typer.echo("   " + hit.chunk.text[:300].replace("\n", " "))
+    return [Passage.of(hit).model_dump(mode="json") for hit in result.passages]
 
 
 @app.command()
@@ -138,15 +166,45 @@ def ask(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
     collection: CollectionOption = "default",
+    local: LocalOption = False,
 ) -> None:
-    """Answer a question from the indexed documents, with its sources."""
+    """Answer a question from the indexed documents, with its sources: by the running server
+    when one answers (RAG_URL, or the configured port), else here."""
+    settings = _settings(verbose=False)
+    url = None if local else remote.answering_server(settings.api)
+    if url is not None:
+        body: dict[str, Any] = {"question": question, "collection": collection}
+        if top_k is not None:
+            body["top_k"] = top_k
+        with remote.session(url) as client:
+            reply = remote.checked(client.post("/v1/ask", json=body, timeout=ASK_TIMEOUT_S))
+    else:
+        reply = _ask_here(settings, question, top_k, collection)
+    if as_json:
+        typer.echo(json.dumps(reply, ensure_ascii=False))
+        return
+    typer.echo(reply["answer"])
+    if reply["citations"]:
+        typer.echo("\nSources:")
+    for c in reply["citations"]:
+        typer.echo(f"[{c['n']}] {c['source']} ({c['title']}), characters {c['start']}-{c['end']}")
+        typer.echo(f"    {c['quote'][:300]}")
+
+
+# An answer from a local LLM on a CPU can take minutes; the server bounds it itself
+# (RAG_API__REQUEST_TIMEOUT_S, 504 past it), so the client only waits a little longer.
+ASK_TIMEOUT_S = 600.0
+
+
+def _ask_here(
+    settings: Settings, question: str, top_k: int | None, collection: str
+) -> dict[str, Any]:
     from rag_service.answering import Question, build_answer_service
     from rag_service.api.schemas import AskResponse
     from rag_service.embedders import build_embedder
     from rag_service.rerankers import build_reranker
     from rag_service.serving import Library
 
-    settings = _settings(verbose=False)
     params = settings.llm.generation_params()
     try:
         library = Library(
@@ -158,16 +216,7 @@ def ask(
         )
     except RagError as exc:
         raise _fail(exc) from exc
-    if as_json:
-        typer.echo(AskResponse.of(answer, include_prompt=False).model_dump_json())
-        return
-    typer.echo(answer.answer)
-    if answer.citations:
-        typer.echo("\nSources:")
-    for citation in answer.citations:
-        where = f"{citation.source} ({citation.title}), characters {citation.start}-{citation.end}"
-        typer.echo(f"[{citation.n}] {where}")
-        typer.echo(f"    {citation.quote[:300]}")
+    return AskResponse.of(answer, include_prompt=False).model_dump(mode="json")
 
 
 # Shared by the two evaluation commands.
@@ -246,6 +295,7 @@ def serve(
 
     from ingest.reindex import FolderIndexer
     from rag_service.api.app import create_app
+    from rag_service.api.connections import bounded_http
 
     settings = _settings(verbose=True)
     # Keys (RAG_API__AUTH=auto) and the Host allow-list depend on the address actually bound.
@@ -261,6 +311,7 @@ def serve(
         application,
         host=api.host,
         port=api.port,
+        http=bounded_http(api.header_timeout_s),
         log_config=None,  # uvicorn's loggers go through ours (JSON in a container)
         access_log=False,  # the API logs each request itself, with its request id
     )

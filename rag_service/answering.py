@@ -7,8 +7,8 @@ plus ``similarity_weight`` x ``similarity`` (the question's best cosine with a s
 top passage), against ``min_coverage`` for the question's language; with a weight of 0 it is
 coverage alone, and no sentence is embedded. Words alone cannot tell a paraphrase from a near
 miss; a dense model that reads both languages can tell some of them, and tells more from the one
-sentence that says the answer than from a passage on the topic as a whole (README, *Answer
-quality and refusal*).
+sentence that says the answer than from a passage on the topic as a whole (docs/evaluation.md,
+*Answer quality and refusal*).
 
 Each stage hands the next a frozen value: ``Evidence`` (what was found, how well it covers the
 question, the prompt if it is worth asking), then the ``Answer``, built once at the end.

@@ -12,6 +12,7 @@ RagError
 │   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
 ├── Unauthorized           no API key, or one that is not valid                    (401)
 ├── Forbidden              not allowed: the key's scope, a mirrored folder         (403)
+│   └── CrossSite          a browser's state-changing request from another site    (403)
 ├── RateLimited            the caller sent more than its share; retry later        (429)
 └── RequestRefused         the request breaks one of the server's bounds
     ├── HostNotAllowed     the Host header names a host this server does not serve (400)
@@ -80,6 +81,10 @@ class Unauthorized(RagError):
 
 
 class Forbidden(RagError):
+    pass
+
+
+class CrossSite(Forbidden):
     pass
 
 

@@ -1,5 +1,7 @@
 """Logging for the CLI and the server: text for a person at a terminal, one JSON object per line
-for a log collector. Every line logged while a request is handled carries its request id."""
+for a log collector. Every line logged while a request is handled carries its request id, and
+no line carries a configured secret in any form (``redact.Redactor``): whatever logged it, an
+upstream's echo, a library's message or a traceback."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
-from rag_service.settings import LogSettings
+from rag_service.redact import Redactor
+from rag_service.settings import LogSettings, Settings
 
 # Set by the API's middleware for the duration of a request.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -52,17 +56,45 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{rid}]" if rid is not None else line
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not what it was when logging
+    was set up: a progress bar (rich's, in ``rag reindex``) swaps in a writer that prints above
+    the bar, where a line written straight to the terminal would be torn by the next redraw."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always sys.stderr
+
+
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's lines with the secrets hidden: the one place every line passes."""
+
+    def __init__(self, inner: logging.Formatter, redactor: Redactor) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.hide(self._inner.format(record))
+
+
 def use_json(settings: LogSettings) -> bool:
     return settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
 
 
-def configure_logging(settings: LogSettings, level: str | None = None) -> None:
-    """Route every logger (uvicorn's included) through one handler on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if use_json(settings) else TextFormatter())
+def configure_logging(settings: Settings, level: str | None = None) -> None:
+    """Route every logger (uvicorn's included) through one handler on stderr, with the secrets
+    ``settings`` hold hidden."""
+    handler = _StderrHandler()
+    formatter = JsonFormatter() if use_json(settings.log) else TextFormatter()
+    handler.setFormatter(RedactingFormatter(formatter, Redactor.for_settings(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or settings.level)
+    root.setLevel(level or settings.log.level)
     for name in _CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

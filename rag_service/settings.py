@@ -29,9 +29,10 @@ DEFAULT_MODELS = {
 }
 
 
-# What the development sets chose for each embedder's dense list (README, *Retrieval* and
-# *Answer quality and refusal*): its fusion weights, the Chinese bigram boost and the refusal
-# rule all depend on how well, and on what scale, it scores. A setting given explicitly wins.
+# What the development sets chose for each embedder's dense list (docs/retrieval.md and
+# docs/evaluation.md, *Answer quality and refusal*): its fusion weights, the Chinese bigram
+# boost and the refusal rule all depend on how well, and on what scale, it scores. A setting
+# given explicitly wins.
 TUNED_FOR_EMBEDDER: dict[str, dict[str, dict[str, float]]] = {
     E5_BUNDLED_MODEL: {
         "retrieval": {
@@ -131,7 +132,7 @@ class IngestSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """Defaults come from the development sets (README, *Evaluation*), not from guesses."""
+    """Defaults come from the development sets (docs/evaluation.md), not from guesses."""
 
     bm25_backend: str = Field("bm25s", description="bm25s or rank-bm25.")
     # Min-max score fusion beat reciprocal-rank fusion on every development set.
@@ -194,7 +195,10 @@ class LLMSettings(BaseModel):
     base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="OpenAI-compatible endpoint, up to /v1."
     )
-    api_key: SecretStr = Field(SecretStr(""), description="Bearer token for the endpoint.")
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token for the endpoint; not with user:password@ in base_url (Basic).",
+    )
     timeout_s: float = Field(
         60.0, gt=0, description="Longest wait for an answer, retries included."
     )
@@ -280,6 +284,14 @@ class ApiSettings(BaseModel):
     )
     body_timeout_s: float = Field(
         10.0, gt=0, description="The whole body must arrive within this, else 408."
+    )
+    # Below the app, in the server's HTTP protocol (api/connections.py): a client that trickles
+    # its headers, or opens a connection and sends nothing, would otherwise hold it forever.
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="The request line and headers must arrive within this, else 408 and the "
+        "connection is closed.",
     )
     request_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a response to start, else 504."

@@ -7,7 +7,7 @@ ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (J
 choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
 slowstream (one delta, then silence), trickle (a delta every 0.1 s for 60 s, each stream's
 fate recorded), unauthorized (401), leaky (500 with a body that echoes
-the Authorization header and the whole request, as careless proxies do). ``GET /v1/models`` answers 500 in
+the Authorization header in several forms and the whole request, as careless proxies do). ``GET /v1/models`` answers 500 in
 mode error and 401 in mode unauthorized, 200 otherwise. ``GET /_requests`` counts completion requests since the
 last mode change, and the Authorization header of the last one. ``GET /_streams`` lists the
 trickle streams since the last mode change: seconds each ran, and whether the client hung up.
@@ -16,11 +16,13 @@ trickle streams since the last mode change: seconds each ran, and whether the cl
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 ANSWER = "The stub answers from the documents [1]."
 SLEEP_S = 30
@@ -83,13 +85,9 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "unauthorized":
             self._json(401, {"error": {"message": "invalid api key"}})
         elif mode == "leaky":
-            headers = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
-            echo = {
-                "message": f"bad request, Authorization: {self.headers.get('Authorization', '')}",
-                "headers": headers,
-                "request": body,
-            }
-            self._json(500, {"error": echo})
+            self._json(
+                500, {"error": _echo(self.headers.get("Authorization", ""), self.headers, body)}
+            )
         elif mode == "garbage":
             self._send(200, b"<html>upstream proxy error</html>", "text/html")
         elif mode == "shapeless":
@@ -156,6 +154,23 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 9}}
         self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
         self.close_connection = True
+
+
+def _echo(authorization: str, headers: Any, body: object) -> dict[str, object]:
+    """What a careless proxy puts in an error: the credential without its scheme, a Basic
+    credential decoded and as URL user info (percent-encoded), every header, the request."""
+    scheme, _, token = authorization.partition(" ")
+    pair = base64.b64decode(token).decode() if scheme.lower() == "basic" else ""
+    user, _, password = pair.partition(":")
+    return {
+        "credential": token,
+        "user": pair,
+        "upstream": f"http://{quote(user, safe='')}:{quote(password, safe='')}@10.0.0.1/v1",
+        "userinfo": f"{quote(user, safe='')}:{quote(password, safe='')}",
+        "message": f"bad request, Authorization: {authorization}",
+        "headers": "".join(f"{name}: {value}\n" for name, value in headers.items()),
+        "request": body,
+    }
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from rag_service.answering import build_answer_service
 from rag_service.api.auth import Gate
+from rag_service.api.cross_site import CrossSiteGuard
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.limits import AnswerSlots, RequestLimits
 from rag_service.api.metrics import ApiMetrics
@@ -113,8 +114,10 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
     )
     install_error_handlers(app)
     install_openapi(app)
-    # Added first, so it runs inside `observe`: its refusals carry a request id and are logged.
+    # Added before `observe`, so these run inside it: their refusals carry a request id and are
+    # logged. The last added runs first: another site's write is refused before its body is read.
     app.add_middleware(RequestLimits, settings=settings)
+    app.add_middleware(CrossSiteGuard, settings=settings)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

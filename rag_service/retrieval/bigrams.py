@@ -3,7 +3,7 @@
 jieba segments the query and the passage independently, and splits names, numbers with units
 and new terms differently in each; overlapping character pairs do not depend on segmentation.
 Re-ordering the fused top of Chinese queries by this share beat every fusion variant on the
-development sets (README, *Retrieval*).
+development sets (docs/retrieval.md).
 """
 
 from __future__ import annotations

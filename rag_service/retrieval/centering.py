@@ -6,8 +6,8 @@ passage that answers it: every Chinese query shares a direction, and so do the p
 resemble the average query. Subtracting the mean query of the language removes that shared part
 (and with it some hubness: passages near every query); for a unit query q and mean m, ranking by
 cos(q - s*m, d) penalises each passage d by s * m.d. With multilingual-e5-small it lifted
-Chinese questions over English documents (xquad_zh2en) from 0.815 to the figures in README,
-*Retrieval*. The means are a property of the embedder, computed once from development-set
+Chinese questions over English documents (xquad_zh2en) from 0.815 to the figures in
+docs/retrieval.md. The means are a property of the embedder, computed once from development-set
 questions by ``bench/query_means.py`` and shipped in ``query_means/``; an embedder without a
 file is searched uncentered.
 """

@@ -4,8 +4,10 @@ and hostile paths; a job waiting for a CLI reindex; a server killed mid-job."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import shutil
 import signal
 import socket
 import time
@@ -16,10 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from ingest.reindex import reindex
 from rag_service.collections import Collections
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from tests.api.test_http import assert_problem
+from tests.conftest import DATA
 from tests.servers import api_process, api_server
 
 pytestmark = pytest.mark.api
@@ -46,12 +50,14 @@ def _docx() -> bytes:
     return out.getvalue()
 
 
-def wait_job(url: str, job: dict[str, Any], timeout_s: float = 120) -> dict[str, Any]:
+def wait_job(
+    url: str, job: dict[str, Any], timeout_s: float = 120, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while job["state"] in ("queued", "running"):
         assert time.monotonic() < deadline, job
         time.sleep(0.2)
-        job = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
+        job = httpx.get(f"{url}/v1/jobs/{job['id']}", headers=headers).json()
     return job
 
 
@@ -289,3 +295,87 @@ def test_a_server_killed_mid_job_resumes_it_and_never_stops_serving(
         done = wait_job(url, resumed, timeout_s=300)
         assert done["state"] == "done" and done["result"]["generation"] == committed + 1
         assert sources(url, "harbour number 7 ships at dawn", "ports")[0] == "long.md"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """Every file under ``folder``, hidden ones too, by its bytes' hash."""
+    return {
+        str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
+
+
+def test_a_mirrored_folder_is_not_written_over_http_by_default(
+    server: str, indexed_docs: dict[str, str]
+) -> None:
+    """`default` mirrors the user's own folder (the repository's corpus/ on a fresh clone)."""
+    listed = httpx.get(f"{server}/v1/collections").json()["collections"]
+    default = next(c for c in listed if c["name"] == "default")
+    assert default["kind"] == "mirrored" and default["writable"] is False
+    made = httpx.put(f"{server}/v1/collections/uploads")
+    assert made.json()["kind"] == "managed" and made.json()["writable"] is True
+
+    docs = Path(indexed_docs["RAG_CORPUS_DIR"])
+    before = digests(docs)
+    base = f"{server}/v1/collections/default/documents"
+    for response in (
+        httpx.put(f"{base}/attention.md", content=b"# Replaced\n\nover HTTP"),
+        httpx.put(f"{base}/new.md", content=b"# New\n\nover HTTP"),
+        httpx.post(base, files=[("files", ("attention.md", b"# Replaced\n\nover HTTP"))]),
+        httpx.delete(f"{base}/attention.md"),
+    ):
+        assert "RAG_API__WRITE_MIRRORED" in assert_problem(response, 403)["detail"]
+    assert digests(docs) == before
+
+
+def test_with_write_mirrored_a_mirrored_folder_is_written_and_only_its_documents_deleted(
+    tmp_path: Path, real_embedder: Any
+) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(DATA / "docs", docs)
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", corpus_dir=docs)  # type: ignore[call-arg]
+    reindex(settings, embedder=real_embedder)
+    # What a user's folder holds beside its documents; draft.md is one, not indexed yet.
+    others = {
+        ".env": "OPENAI_API_KEY=sk-secret\n",
+        ".git/config": "[core]\n\trepositoryformatversion = 0\n",
+        "notes.py": "print('mine')\n",
+        "QUESTIONS.jsonl": '{"q": "mine"}\n',
+        "draft.md": "# Draft\n\nNot indexed yet.\n",
+    }
+    for name, text in others.items():
+        (docs / name).parent.mkdir(parents=True, exist_ok=True)
+        (docs / name).write_text(text, encoding="utf-8")
+    kept = {name: digests(docs)[name] for name in others}
+    env = {
+        "RAG_DATA_DIR": str(settings.data_dir),
+        "RAG_CORPUS_DIR": str(docs),
+        "RAG_API__WRITE_MIRRORED": "true",
+    }
+    with api_server(tmp_path, env) as url:
+        listed = httpx.get(f"{url}/v1/collections").json()["collections"]
+        assert next(c for c in listed if c["name"] == "default")["writable"] is True
+        base = f"{url}/v1/collections/default/documents"
+        # Hidden, of a format the collection does not index, a folder, a file it has not
+        # indexed: no document of the collection.
+        for path in (".env", ".git/config", "notes.py", "QUESTIONS.jsonl", "guides", "draft.md"):
+            assert_problem(httpx.delete(f"{base}/{path}"), 404)
+        assert_problem(httpx.delete(f"{base}/guides/%2E%2E/%2E%2E/outside.md"), 400)
+        assert_problem(httpx.put(f"{base}/notes.py", content=b"print('theirs')"), 400)
+        assert {name: digests(docs).get(name) for name in others} == kept
+
+        put = wait_job(url, accepted(httpx.put(f"{base}/new.md", content=b"# New\n\nFresh.")))
+        assert put["state"] == "done" and (docs / "new.md").read_bytes() == b"# New\n\nFresh."
+        assert put["result"]["added"] == 2  # new.md, and draft.md the reindex found beside it
+        gone = wait_job(url, accepted(httpx.delete(f"{base}/attention.md")))
+        assert gone["state"] == "done" and gone["result"]["deleted"] == 1, gone
+        assert not (docs / "attention.md").exists()
+
+        # A document that failed to index is listed, so it can be deleted, and that counts.
+        broken = wait_job(url, accepted(httpx.put(f"{base}/broken.docx", content=b"not a zip")))
+        assert broken["state"] == "failed"
+        gone = wait_job(url, accepted(httpx.delete(f"{base}/broken.docx")))
+        assert gone["state"] == "done" and gone["result"]["deleted"] == 1, gone
+        assert not (docs / "broken.docx").exists()
+        assert {name: digests(docs).get(name) for name in others} == kept

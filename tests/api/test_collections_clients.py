@@ -64,12 +64,17 @@ def test_rag_docs_and_an_openai_client_over_a_collection(
     cli = {**env, "RAG_URL": url, "RAG_API_KEY": admin}
     assert rag("docs", "create", "alps", env=cli).returncode == 0
     (tmp_path / "glacier.md").write_text(GLACIER, encoding="utf-8")
-    added = rag("docs", "add", str(tmp_path / "glacier.md"), "-c", "alps", env=cli)
+    added = rag("docs", "add", str(tmp_path / "glacier.md"), "-c", "alps", "--json", env=cli)
     assert added.returncode == 0, added.stderr
     job = json.loads(added.stdout)
     assert job["state"] == "done" and job["result"]["added"] == 1
     listed = rag("docs", "list", "-c", "alps", env=cli)
     assert "glacier.md" in listed.stdout
+    # rag search goes to the server too, with the same key (a query key suffices), or none.
+    found = rag("search", "Aletsch glacier", "-c", "alps", env={**cli, "RAG_API_KEY": query})
+    assert found.returncode == 0 and "glacier.md" in found.stdout, found.stderr
+    keyless = rag("search", "Aletsch glacier", "-c", "alps", env={**cli, "RAG_API_KEY": ""})
+    assert keyless.returncode == 2 and "401" in keyless.stderr
     refused = rag("docs", "rm", "never.md", "-c", "alps", env=cli)
     assert refused.returncode == 2 and "404" in refused.stderr
 
@@ -91,6 +96,6 @@ def test_rag_docs_and_an_openai_client_over_a_collection(
     other = link.replace("collection=alps", "collection=default")
     assert_problem(httpx.get(other), 403)
 
-    removed = rag("docs", "rm", "glacier.md", "-c", "alps", env=cli)
+    removed = rag("docs", "rm", "glacier.md", "-c", "alps", "--json", env=cli)
     assert removed.returncode == 0 and json.loads(removed.stdout)["result"]["deleted"] == 1
     assert "glacier.md" not in rag("docs", "list", "-c", "alps", env=cli).stdout

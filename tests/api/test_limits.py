@@ -1,6 +1,6 @@
-"""Bounded requests over a real `rag serve` (issue #12, findings 5 and 6): Host allow-list, body
-size and body deadline (raw sockets, so nothing is buffered by a client library), filter sizes,
-the whole-request timeout, the bounded answer queue, CORS."""
+"""Bounded requests over a real `rag serve` (issue #12, findings 5 and 6; issue #21, item 8):
+Host allow-list, body size, body and header deadlines (raw sockets, so nothing is buffered by a
+client library), filter sizes, the whole-request timeout, the bounded answer queue, CORS."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.servers import api_process, llm_stub
 pytestmark = pytest.mark.api
 
 BODY_TIMEOUT_S = 2
+HEADER_TIMEOUT_S = 2
 REQUEST_TIMEOUT_S = 3
 # Bounds with wide margins for a loaded 2-core machine; the code enforces the tighter ones above.
 MARGIN_S = 20
@@ -44,6 +45,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, indexed_docs: dict[str, str]) 
     env = {
         **indexed_docs,
         "RAG_API__BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        "RAG_API__HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "RAG_API__CORS_ORIGINS": '["https://app.example"]',
     }
     with api_process(root, env) as (url, proc):
@@ -120,6 +122,97 @@ def test_a_body_that_never_arrives_gets_408_within_the_deadline(api: Api) -> Non
     answer, seconds = raw_exchange(api.port, head, iter([b"x" * 1024]))
     assert status_of(answer) == 408
     assert seconds < BODY_TIMEOUT_S + MARGIN_S
+
+
+class SlowClient:
+    """A raw connection that sends ``head`` and then one more header byte at each ``trickle()``,
+    never finishing; it records what the server answered and when it closed the connection."""
+
+    def __init__(self, port: int, head: bytes) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=MARGIN_S)
+        self.opened = time.monotonic()
+        if head:
+            self.sock.sendall(head)
+        self.sock.setblocking(False)
+        self.received = b""
+        self.closed_after: float | None = None
+
+    def trickle(self, byte: bytes) -> None:
+        self.read()  # first, so an answer is read before a send after the close resets it
+        if self.closed_after is None and byte:
+            try:
+                self.sock.send(byte)
+            except (BrokenPipeError, ConnectionResetError):
+                self._closed()
+
+    def read(self) -> None:
+        while self.closed_after is None:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self._closed()
+            self.received += data
+
+    def _closed(self) -> None:
+        self.closed_after = time.monotonic() - self.opened
+        self.sock.close()
+
+
+def test_trickled_headers_are_cut_off_while_others_are_served(api: Api) -> None:
+    head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n".encode()
+    tricklers = [SlowClient(api.port, head + b"X-Slow: ") for _ in range(50)]
+    stalled = [SlowClient(api.port, head) for _ in range(5)]  # half a head, then nothing
+    silent = SlowClient(api.port, b"")  # connects, sends nothing
+    everyone = [*tricklers, *stalled, silent]
+    deadline = time.monotonic() + HEADER_TIMEOUT_S + MARGIN_S
+    served = False
+    while time.monotonic() < deadline and any(c.closed_after is None for c in everyone):
+        for client in tricklers:
+            client.trickle(b"x")
+        for client in (*stalled, silent):
+            client.read()
+        if not served:  # another connection is answered meanwhile
+            assert httpx.get(f"{api.url}/healthz", timeout=MARGIN_S).status_code == 200
+            served = True
+        time.sleep(0.2)
+    for client in everyone:
+        assert client.closed_after is not None, "the server still holds a slow connection"
+        # The server's clock starts after the client's connect returned, never before.
+        assert client.closed_after >= HEADER_TIMEOUT_S - 0.05
+    for client in stalled:  # a head begun and not finished: 408 with a problem body
+        assert status_of(client.received) == 408
+        assert b"application/problem+json" in client.received
+        assert b"did not arrive within 2 s (RAG_API__HEADER_TIMEOUT_S)" in client.received
+    assert silent.received == b""  # nothing asked, nothing answered: just closed
+    assert all(not c.received or status_of(c.received) == 408 for c in tricklers)
+
+
+def test_an_endless_header_gets_431_before_its_deadline(api: Api) -> None:
+    head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\nX-Big: ".encode()
+    # Sent in one go and then nothing more, so the server reads it all before it closes.
+    answer, _ = raw_exchange(api.port, head + b"a" * 100_000, iter([]))
+    assert status_of(answer) == 431 and b"application/problem+json" in answer
+    assert b"the request head exceeds 65536 bytes" in answer
+    # A header that ends in time and within the bound is served.
+    fine = httpx.get(f"{api.url}/healthz", headers={"X-Big": "a" * 30_000})
+    assert fine.status_code == 200
+
+
+def test_waiting_on_a_kept_alive_connection_is_not_a_slow_head(api: Api) -> None:
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", api.port), timeout=MARGIN_S) as sock:
+        for _ in range(2):
+            sock.sendall(request)
+            answer = sock.recv(65536)
+            while b'"ok"' not in answer:
+                answer += sock.recv(65536)
+            assert status_of(answer) == 200
+            # Longer than the head's bound, shorter than uvicorn's keep-alive (5 s).
+            time.sleep(HEADER_TIMEOUT_S + 1)
 
 
 def test_filter_lists_are_bounded(api: Api) -> None:

@@ -1,9 +1,13 @@
 """Over a real `rag serve` and the real stub: an LLM endpoint that echoes the Authorization
-header and the request in its 500 body, and a base URL with user:password. Neither the 502
-problem, the SSE error event, /readyz, the fallback reason nor the server's log carries them."""
+header (the Basic credential made of the base URL's user:password, in several forms) and the
+request in its 500 body. Neither the 502 problem, the SSE error event, /readyz, the fallback
+reason nor the server's log carries them; a key beside that user info is refused at start-up."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -11,17 +15,10 @@ import pytest
 
 from tests.api.test_ask_llm import QUESTION, openai_env
 from tests.api.test_http import assert_problem
-from tests.servers import api_server, llm_stub, sse_events
+from tests.integration.test_llm_secrets import KEY, USERINFO, assert_no_secret
+from tests.servers import api_server, free_port, llm_stub, sse_events
 
 pytestmark = pytest.mark.api
-
-KEY = "sk-test-0123456789abcdefSECRET"
-SECRETS = (KEY, "sk-test", "Bearer", "hunter2", "alice:", "0123456789abcdef", "YWxpY2U6aHVudGVyMg")
-
-
-def assert_no_secret(text: str) -> None:
-    for secret in SECRETS:
-        assert secret not in text, f"{secret!r} leaked in {text!r}"
 
 
 def test_credentials_reach_no_caller_and_no_log(
@@ -32,8 +29,8 @@ def test_credentials_reach_no_caller_and_no_log(
     stub = stub_running.__enter__()
     try:
         httpx.post(f"{stub}/_mode", json={"mode": "leaky"}).raise_for_status()
-        base = stub.replace("http://", "http://alice:hunter2@")
-        env = openai_env(indexed_docs, base, api_key=KEY, max_retries="0", timeout_s="5")
+        base = stub.replace("http://", f"http://{USERINFO}@")
+        env = openai_env(indexed_docs, base, max_retries="0", timeout_s="5")
         with api_server(tmp_path, {**env, "RAG_LOG__FORMAT": "json"}, log=log) as api:
             body = assert_problem(httpx.post(f"{api}/v1/ask", json={"question": QUESTION}), 502)
             assert "answered 500" in body["detail"]
@@ -64,3 +61,17 @@ def test_credentials_reach_no_caller_and_no_log(
     finally:
         if stub_running is not None:
             stub_running.__exit__(None, None, None)
+
+
+def test_a_key_beside_url_credentials_stops_the_server_with_a_clear_error(
+    tmp_path: Path, indexed_docs: dict[str, str]
+) -> None:
+    base = f"http://{USERINFO}@127.0.0.1:{free_port()}"
+    env = openai_env(indexed_docs, base, api_key=KEY)
+    argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(free_port())]
+    done = subprocess.run(
+        argv, env={**os.environ, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "only one credential fits the Authorization header" in done.stderr
+    assert_no_secret(done.stderr + done.stdout)

@@ -62,6 +62,25 @@ def test_errors_are_documented_as_problem_details(document: dict[str, Any]) -> N
     assert {"status", "detail", "request_id", "errors"} <= set(problem["properties"])
 
 
+def test_every_state_changing_operation_documents_the_cross_site_403(
+    document: dict[str, Any],
+) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            forbidden = operation["responses"].get("403", {}).get("description", "")
+            assert ("RAG_API__CORS_ORIGINS" in forbidden) is (method not in ("get", "head")), (
+                method,
+                path,
+            )
+    for method, path in [
+        ("put", "/v1/collections/{name}/documents/{path}"),
+        ("post", "/v1/collections/{name}/documents"),
+        ("delete", "/v1/collections/{name}/documents/{path}"),
+    ]:
+        forbidden = document["paths"][path][method]["responses"]["403"]["description"]
+        assert "RAG_API__WRITE_MIRRORED" in forbidden and "scope" in forbidden
+
+
 def test_content_types_are_declared_and_served(api: str, document: dict[str, Any]) -> None:
     ask = document["paths"]["/v1/ask"]["post"]["responses"]["200"]["content"]
     assert set(ask) == {"application/json", "text/event-stream"}

