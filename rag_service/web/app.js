@@ -15,14 +15,18 @@ const TEXT = {
     noIndex: "No index is served yet: run `rag reindex`.",
     searching: "Searching…", writing: "Writing the answer…",
     done: (ms) => `Answered in ${ms} ms.`,
-    refused: "The documents do not answer this question.",
     open: "Show in document", score: "score", cite: (n) => `Citation ${n}: open the quote`,
     failed: (m) => `Failed: ${m}`, generation: (g) => `generation ${g}`,
     collectionLabel: "Collection", deleteCollection: "Delete collection",
     newCollectionLabel: "New collection", create: "Create",
-    nameRule: "1–48 characters: lowercase letters, digits, _ and -, starting with a letter or "
-      + "digit.",
-    badName: "That is not a valid collection name.",
+    nameRule: "A short name, such as “handbook”; the server tells you if it does not take it.",
+    badName: "That is not a valid collection name:",
+    notCreated: (n, c) => `“${n}” was not created, so uploading is paused: files would go to `
+      + `“${c}”.`,
+    uploadInto: (c) => `Upload into “${c}”`,
+    gone: (n) => `The collection “${n}” no longer exists.`,
+    readOnly: (n) => `“${n}” mirrors a folder of the server, which is not written from this `
+      + "page: create a collection to upload.",
     created: (n) => `Created the collection “${n}”.`,
     existed: (n) => `The collection “${n}” already exists.`,
     confirmDeleteCollection: (n) =>
@@ -37,7 +41,8 @@ const TEXT = {
     noDocs: "No documents yet.", unreadable: (e) => `Could not be read: ${e}`,
     deleteDoc: "Delete", deleteDocLabel: (p) => `Delete ${p}`,
     confirmDeleteDoc: (p, n) => `Delete “${p}” from the collection “${n}”?`,
-    dropHere: "Drop files here, or choose them:", chooseFiles: "Files to upload",
+    dropHere: (n) => `Drop files here to add them to “${n}”, or choose them:`,
+    chooseFiles: "Files to upload",
     formats: "Markdown, text, HTML, PDF, Word, PowerPoint, Excel, CSV or EPUB; several at once.",
     sending: (sent, total) => `Uploading: ${size(sent)} of ${size(total)} sent.`,
     state: {
@@ -49,7 +54,6 @@ const TEXT = {
       + `${r.deleted} deleted; ${r.chunks.embedded} chunks embedded.`,
     notRead: (p, e) => `${p} could not be read: ${e}`,
     jobFailed: (e) => `The job failed: ${e}`,
-    needAdmin: "This key has the query scope; managing documents needs an admin key.",
     requestId: (id) => `request id ${id}`,
   },
   zh: {
@@ -60,13 +64,16 @@ const TEXT = {
     noIndex: "尚无可用索引：请运行 `rag reindex`。",
     searching: "检索中…", writing: "正在生成回答…",
     done: (ms) => `用时 ${ms} 毫秒。`,
-    refused: "文档中没有这个问题的答案。",
     open: "在文档中查看", score: "得分", cite: (n) => `引用 ${n}：查看原文`,
     failed: (m) => `失败：${m}`, generation: (g) => `第 ${g} 代`,
     collectionLabel: "文档集", deleteCollection: "删除文档集",
     newCollectionLabel: "新建文档集", create: "创建",
-    nameRule: "1–48 个字符：小写字母、数字、_ 和 -，以字母或数字开头。",
-    badName: "文档集名称不符合规则。",
+    nameRule: "简短的名称，例如“员工手册”；服务器不接受时会说明原因。",
+    badName: "文档集名称不符合规则：",
+    notCreated: (n, c) => `未能创建“${n}”，上传已暂停：否则文件会进入“${c}”。`,
+    uploadInto: (c) => `上传到“${c}”`,
+    gone: (n) => `文档集“${n}”已不存在。`,
+    readOnly: (n) => `“${n}”镜像服务器上的文件夹，不能从本页写入：请新建文档集再上传。`,
     created: (n) => `已创建文档集“${n}”。`,
     existed: (n) => `文档集“${n}”已存在。`,
     confirmDeleteCollection: (n) => `删除文档集“${n}”及其索引和上传的文档？`,
@@ -80,7 +87,7 @@ const TEXT = {
     noDocs: "还没有文档。", unreadable: (e) => `无法读取：${e}`,
     deleteDoc: "删除", deleteDocLabel: (p) => `删除 ${p}`,
     confirmDeleteDoc: (p, n) => `从文档集“${n}”中删除“${p}”？`,
-    dropHere: "将文件拖放到这里，或选择文件：", chooseFiles: "要上传的文件",
+    dropHere: (n) => `将文件拖放到这里以加入“${n}”，或选择文件：`, chooseFiles: "要上传的文件",
     formats: "Markdown、文本、HTML、PDF、Word、PowerPoint、Excel、CSV 或 EPUB；可一次选择多个。",
     sending: (sent, total) => `上传中：已发送 ${size(sent)}，共 ${size(total)}。`,
     state: {
@@ -92,7 +99,6 @@ const TEXT = {
       + `删除 ${r.deleted}；嵌入 ${r.chunks.embedded} 个片段。`,
     notRead: (p, e) => `${p} 无法读取：${e}`,
     jobFailed: (e) => `任务失败：${e}`,
-    needAdmin: "此密钥只有查询权限；管理文档需要管理员密钥。",
     requestId: (id) => `请求编号 ${id}`,
   },
 };
@@ -131,7 +137,7 @@ function headers() {
 }
 
 // The error for a failed response: 401 opens the key prompt; otherwise the problem's detail
-// (or, for a 422, what was invalid) with its request id.
+// (for a 422 it names the first invalid field) with its request id.
 function problem(status, statusText, body, requestId) {
   if (status === 401) {
     $("key-form").hidden = false;
@@ -141,7 +147,7 @@ function problem(status, statusText, body, requestId) {
   let id = requestId;
   try {
     const p = JSON.parse(body);
-    detail = p.errors?.[0]?.msg ? `${p.detail}: ${p.errors[0].msg}` : p.detail || detail;
+    detail = p.detail || detail;
     id = p.request_id || id;
   } catch { /* not JSON */ }
   return new ApiError(status, detail, id);
@@ -261,7 +267,11 @@ function showPassages(passages, collection) {
     open.type = "button";
     open.addEventListener("click",
       () => openDocument(collection, p.source, p.start, p.end).catch(fail));
-    li.append(head, el("p", p.text, "txt"), open);
+    // A passage is a piece of a document, often Markdown: its headings and lists render as
+    // such (its [n] are the document's own text, not this answer's citations).
+    const text = el("div", undefined, "txt");
+    renderMarkdown(text, p.text, (token) => token);
+    li.append(head, text, open);
     list.append(li);
   }
 }
@@ -310,8 +320,13 @@ async function ask(question) {
       if (name === "delta") { text += data.text; renderMarkdown(answer, text, citeButton(null)); }
       if (name === "error") throw new ApiError(data.status, data.detail, data.request_id);
       if (name === "done") {
-        renderMarkdown(answer, data.answer, citeButton(data, collection));
-        if (!data.answerable) { $("refusal").textContent = T.refused; $("refusal").hidden = false; }
+        // A refusal's text (in the question's language) is said once, in the refusal note.
+        if (data.answerable) renderMarkdown(answer, data.answer, citeButton(data, collection));
+        else {
+          answer.replaceChildren();
+          $("refusal").textContent = data.answer;
+          $("refusal").hidden = false;
+        }
         $("status").textContent = T.done(Math.round(data.timings_ms.total));
       }
     }
@@ -326,34 +341,65 @@ async function ask(question) {
 // --- Collections: the selector (remembered in sessionStorage), creating and deleting -------
 let current = sessionStorage.getItem("rag-collection") || "default";
 let collections = [];
-
-// The message for a failed management call: a 403 means a key without the admin scope.
-function explain(error) {
-  if (error instanceof ApiError && error.status === 403) return `${T.needAdmin} ${error.message}`;
-  return error.message;
-}
+// Why uploading is paused although the chosen collection takes files: the collection the user
+// meant is not the chosen one (its creation failed, or the remembered one is gone), and a file
+// must never land in another collection than the one it was meant for.
+let paused = null;
+// Only the newest listing is shown: one fetched before a create (without the new collection)
+// or before another collection was chosen can arrive last on a busy machine.
+let collectionListings = 0;
+let documentListings = 0;
 
 function report(id, error) {
-  $(id).textContent = error ? explain(error) : "";
+  $(id).textContent = error ? error.message : "";
   $(id).hidden = !error;
 }
 
+const chosen = () => collections.find((x) => x.name === current);
+
+// Managed collections take files over HTTP; mirrored ones (a folder of the server) only when
+// the server allows it (RAG_API__WRITE_MIRRORED): /v1/collections says which, as `writable`.
+const canUpload = () => Boolean(chosen()?.writable) && !paused;
+
+function showUploads() {
+  const c = chosen();
+  const open = canUpload();
+  $("upload-controls").hidden = !open;
+  $("drop").classList.toggle("off", !open);
+  $("drop-here").textContent = c ? T.dropHere(c.name) : "";
+  const why = paused || (c && !c.writable ? T.readOnly(c.name) : "");
+  $("upload-off").textContent = why;
+  $("upload-off").hidden = !why;
+  $("upload-resume").textContent = c ? T.uploadInto(c.name) : "";
+  $("upload-resume").hidden = !(paused && c?.writable);
+}
+
 function showIndex() {
-  const c = collections.find((x) => x.name === current);
+  const c = chosen();
   if (!c) return;
   $("index").textContent = c.generation === null
     ? (c.name === "default" ? T.noIndex : T.empty) : T.index(c.generation, c.documents, c.chunks);
   $("delete-collection").disabled = c.name === "default";
+  showUploads();
 }
 
 async function loadCollections() {
+  const listing = ++collectionListings;
+  let found;
   try {
-    collections = (await (await call("/v1/collections")).json()).collections;
+    found = (await (await call("/v1/collections")).json()).collections;
   } catch (error) {
-    $("index").textContent = error instanceof NeedKey ? error.message : T.failed(error.message);
+    if (listing === collectionListings) {
+      $("index").textContent = error instanceof NeedKey ? error.message : T.failed(error.message);
+    }
     return false;
   }
-  if (!collections.some((c) => c.name === current)) choose("default");
+  if (listing !== collectionListings) return false; // a newer listing is on its way
+  collections = found;
+  if (!chosen()) {
+    paused = T.gone(current);
+    choose("default");
+  }
   const select = $("collection");
   select.replaceChildren(...collections.map((c) => {
     const option = el("option", T.option(c));
@@ -376,18 +422,19 @@ async function refresh() {
 
 async function createCollection(name) {
   report("manage-error", null);
-  if (!/^[a-z0-9][a-z0-9_-]{0,47}$/.test(name)) {
-    report("manage-error", new Error(T.badName));
-    return;
-  }
+  if (!name) return;
   try {
     const response = await call(`/v1/collections/${enc(name)}`, { method: "PUT" });
     $("manage-status").textContent = response.status === 201 ? T.created(name) : T.existed(name);
     $("new-collection").value = "";
+    paused = null;
     choose(name);
     await refresh();
   } catch (error) {
-    report("manage-error", error);
+    const badName = error instanceof ApiError && (error.status === 400 || error.status === 422);
+    report("manage-error", badName ? new Error(`${T.badName} ${error.message}`) : error);
+    paused = T.notCreated(name, current);
+    showUploads();
   }
 }
 
@@ -398,6 +445,7 @@ async function deleteCollection() {
   try {
     await call(`/v1/collections/${enc(name)}`, { method: "DELETE" });
     $("manage-status").textContent = T.deletedCollection(name);
+    paused = null;
     choose("default");
     await refresh();
   } catch (error) {
@@ -406,7 +454,7 @@ async function deleteCollection() {
 }
 
 // --- The documents of the chosen collection ------------------------------------------------
-function documentRow(name, d) {
+function documentRow(name, d, writable) {
   const tr = el("tr");
   tr.dataset.path = d.path;
   const path = el("td");
@@ -423,33 +471,39 @@ function documentRow(name, d) {
     el("td", d.bytes === null ? "—" : d.bytes.toLocaleString(), "num"),
     el("td", d.encoding || "—"), el("td", indexed)];
   const actions = el("td");
-  const remove = el("button", T.deleteDoc, "quiet");
-  remove.type = "button";
-  remove.setAttribute("aria-label", T.deleteDocLabel(d.path));
-  remove.addEventListener("click", () => deleteDocument(name, d.path));
-  actions.append(remove);
+  if (writable) {
+    const remove = el("button", T.deleteDoc, "quiet");
+    remove.type = "button";
+    remove.setAttribute("aria-label", T.deleteDocLabel(d.path));
+    remove.addEventListener("click", () => deleteDocument(name, d.path));
+    actions.append(remove);
+  }
   tr.append(path, ...cells, actions);
   return tr;
 }
 
+// Lists the chosen collection's documents. Its errors go to the listing's own line: the upload
+// error belongs to the upload that caused it, and a listing that ends later must not erase it.
 async function loadDocuments() {
+  const listing = ++documentListings;
   const name = current;
-  const c = collections.find((x) => x.name === name);
   try {
-    const listing = await (await call(`/v1/collections/${enc(name)}/documents`)).json();
-    if (name !== current) return; // another collection was chosen meanwhile
-    const rows = listing.documents.map((d) => documentRow(name, d));
+    const found = (await (await call(`/v1/collections/${enc(name)}/documents`)).json()).documents;
+    if (listing !== documentListings) return; // another listing was asked for meanwhile
+    const writable = collections.find((x) => x.name === name)?.writable;
+    const rows = found.map((d) => documentRow(name, d, writable));
     if (!rows.length) {
       const td = el("td", T.noDocs, "meta");
       td.colSpan = 6;
       const tr = el("tr"); tr.append(td); rows.push(tr);
     }
     $("docs").replaceChildren(...rows);
-    $("docs-meta").textContent = T.docsMeta(name, c?.kind, listing.documents.length);
-    report("upload-error", null);
+    $("docs-meta").textContent = T.docsMeta(name, chosen()?.kind, found.length);
   } catch (error) {
+    if (listing !== documentListings) return;
     $("docs").replaceChildren();
-    report("upload-error", error);
+    $("docs-meta").textContent = error instanceof NeedKey ? error.message
+      : T.failed(error.message);
   }
 }
 
@@ -492,7 +546,7 @@ function send(name, files) {
 }
 
 async function upload(files) {
-  if (!files.length) return;
+  if (!files.length || !canUpload()) return;
   report("upload-error", null);
   $("files").disabled = true;
   try {
@@ -542,7 +596,7 @@ function dropZone(zone) {
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
       event.preventDefault();
-      zone.classList.add("over");
+      zone.classList.toggle("over", canUpload());
     });
   }
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -579,6 +633,7 @@ $("key-form").addEventListener("submit", (event) => {
   refresh();
 });
 $("collection").addEventListener("change", (event) => {
+  paused = null;
   choose(event.target.value);
   $("manage-status").textContent = "";
   report("manage-error", null);
@@ -590,6 +645,10 @@ $("create-form").addEventListener("submit", (event) => {
   createCollection($("new-collection").value.trim());
 });
 $("delete-collection").addEventListener("click", deleteCollection);
+$("upload-resume").addEventListener("click", () => {
+  paused = null;
+  showUploads();
+});
 $("files").addEventListener("change", (event) => upload([...event.target.files]));
 dropZone($("drop"));
 refresh();

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from tests.api.test_collections import accepted, digests, wait_job
-from tests.api.test_page_browser import _create, _wait_job, browser  # noqa: F401
+from tests.browser import create_collection
+from tests.browser import wait_job as wait_page_job
 from tests.servers import api_server
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
@@ -132,7 +133,7 @@ def _posts_after(log: Path, seen: int, count: int) -> list[tuple[str, int]]:
     indirect=True,
 )
 def test_a_hostile_page_cannot_write_and_the_own_page_still_can(
-    browser: Any,  # noqa: F811
+    browser: Any,
     service: tuple[str, Path],
     hostile_site: str,
     indexed_docs: dict[str, str],
@@ -158,9 +159,9 @@ def test_a_hostile_page_cannot_write_and_the_own_page_still_can(
     own.on("dialog", lambda dialog: dialog.accept())
     own.goto(url)
     name = f"own-{hostile_site.split(':')[1].strip('/').replace('.', '-')}"
-    _create(own, name)
+    create_collection(own, name)
     upload = tmp_path / "owls.md"
     upload.write_text("# Owls\n\nOwls hunt mice at night over the meadow.\n", encoding="utf-8")
     own.get_by_label("Files to upload").set_input_files([str(upload)])
-    assert "1 added" in _wait_job(own, "Done")
+    assert "1 added" in wait_page_job(own, "Done")
     own.close()

@@ -1,11 +1,12 @@
 """The page at / in a real headless Chromium (Debian's package, driven by Playwright): ask,
 wait for the streamed answer, open a citation, and find the quote highlighted; an answer or a
-passage holding markup renders as text. Skipped, with the reason, only where no Chromium is
-installed (`make install-dev` installs it where it can)."""
+passage holding markup renders as text; uploads are offered only where they can land. Skipped,
+with the reason, only where no Chromium is installed (`make install-dev` installs it where it
+can)."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,23 +14,17 @@ from typing import Any
 
 import pytest
 
-from tests.servers import CHROMIUM_ARGS, api_server
+from tests.browser import accept_dialogs, create_collection, wait_job
+from tests.servers import api_server
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 
-CHROMIUM = Path(os.environ.get("RAG_TEST_CHROMIUM", "/usr/bin/chromium"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make install-dev)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+# A long document whose one fact sits deep inside, under a Markdown heading.
+LIGHTHOUSE = "# Lighthouse\n\n{before}## Keeper's log\n\n{fact}\n\n{after}".format(
+    before="".join(f"Storm note {i}: the swell rose over the breakwater.\n\n" for i in range(80)),
+    fact="The lighthouse keeper writes the tide height in the logbook at noon.",
+    after="".join(f"Storm note {i}: gulls sheltered on the quay.\n\n" for i in range(80, 160)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +37,7 @@ def url(indexed_docs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         "glows <script>document.title='pwned'</script> every night.\n",
         encoding="utf-8",
     )
+    (docs / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
     from ingest.reindex import reindex
     from rag_service.settings import Settings
 
@@ -50,6 +46,7 @@ def url(indexed_docs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     with api_server(root, indexed_docs) as base:
         yield base
     (docs / "hostile.md").unlink()
+    (docs / "lighthouse.md").unlink()
 
 
 @pytest.mark.parametrize(("locale", "question", "label"), [
@@ -83,7 +80,10 @@ def test_refusal_state_and_hostile_markup_stay_text(browser: Any, url: str) -> N
     page.get_by_label("Question").fill("What is the capital of Peru?")
     page.get_by_role("button", name="Ask").click()
     page.locator("#refusal:not([hidden])").wait_for()
-    assert "do not answer" in (page.locator("#refusal").text_content() or "")
+    refusal = page.locator("#refusal").text_content() or ""
+    assert "do not contain the answer" in refusal
+    assert page.locator("body").inner_text().count(refusal) == 1  # said once, not also below
+    assert (page.locator("#answer").text_content() or "") == ""
     assert page.locator("button.cite").count() == 0
     page.get_by_label("Question").fill("What does the hostile beacon do every night?")
     page.get_by_role("button", name="Ask").click()
@@ -93,25 +93,6 @@ def test_refusal_state_and_hostile_markup_stay_text(browser: Any, url: str) -> N
     assert page.locator("#passages img, #answer img, #passages script").count() == 0
     assert page.title() != "pwned"
     page.close()
-
-
-def _accept_dialogs(page: Any) -> None:
-    page.on("dialog", lambda dialog: dialog.accept())
-
-
-def _wait_job(page: Any, expect: str) -> str:
-    """Waits until the page shows its document job finished; returns the status text."""
-    page.locator("#upload-status[data-state=done], #upload-status[data-state=failed]").wait_for()
-    status = page.locator("#upload-status").text_content() or ""
-    assert expect in status, status
-    return status
-
-
-def _create(page: Any, name: str) -> None:
-    page.get_by_label("New collection").fill(name)
-    page.get_by_role("button", name="Create").click()
-    page.locator("#manage-status", has_text=name).wait_for()
-    page.wait_for_function("(n) => document.getElementById('collection').value === n", arg=name)
 
 
 # Every text the upload status shows, in order: the bytes sent, then the job's states.
@@ -136,13 +117,13 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     import httpx
 
     page = browser.new_page(locale="en-US")
-    _accept_dialogs(page)
+    accept_dialogs(page)
     page.goto(url)
     # The selector is filled from /v1/collections after the page loads.
     page.locator("#collection option[value='default']").wait_for(state="attached")
     assert page.locator("#collection").input_value() == "default"
     assert page.locator("#delete-collection").is_disabled()
-    _create(page, "notes")
+    create_collection(page, "notes")
     assert page.locator("#docs", has_text="No documents yet").count() == 1
 
     zebra = tmp_path / "zebra.md"
@@ -155,7 +136,7 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     cats.write_text("Cats sleep for most of the day and hunt at dusk.\n", encoding="utf-8")
     page.evaluate(WATCH)
     page.get_by_label("Files to upload").set_input_files([str(zebra), str(cats)])
-    status = _wait_job(page, "Done")
+    status = wait_job(page, "Done")
     assert "2 added" in status and "chunks embedded" in status
     shown = page.evaluate("window.shown")
     sent = [re.fullmatch(r"Uploading: (\d+) B of (\d+) B sent\.", s) for s in shown]
@@ -172,7 +153,7 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     # A real drop on the drop zone, with a DataTransfer built in the page.
     page.evaluate(DROP, ["owls.md", "# Owls\n\nOwls hunt mice at night over the meadow.\n"])
     page.locator("#docs tr[data-path='owls.md']").wait_for()
-    assert "1 added" in _wait_job(page, "Done")
+    assert "1 added" in wait_job(page, "Done")
     assert "3 sources" in (page.locator("#index").text_content() or "")
 
     # The choice survives a reload (sessionStorage) and the question box asks in it.
@@ -191,7 +172,7 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
 
     page.get_by_role("button", name="Delete zebra.md").click()
     page.locator("#docs tr[data-path='zebra.md']").wait_for(state="detached")
-    assert "1 deleted" in _wait_job(page, "Done")
+    assert "1 deleted" in wait_job(page, "Done")
     assert page.locator("#docs tr[data-path='cats.txt']").count() == 1
     found = httpx.post(
         f"{url}/v1/search", json={"query": "zebra moon festival", "collection": "notes"}
@@ -205,9 +186,9 @@ def test_upload_errors_hostile_names_and_collection_delete(
     browser: Any, url: str, tmp_path: Path
 ) -> None:
     page = browser.new_page(locale="en-US")
-    _accept_dialogs(page)
+    accept_dialogs(page)
     page.goto(url)
-    _create(page, "scratch")
+    create_collection(page, "scratch")
     page.get_by_label("Files to upload").set_input_files(
         [{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}]
     )
@@ -220,13 +201,14 @@ def test_upload_errors_hostile_names_and_collection_delete(
     page.get_by_label("Files to upload").set_input_files(
         [{"name": hostile, "mimeType": "text/markdown", "buffer": b"# Beacon\n\nA beacon.\n"}]
     )
-    _wait_job(page, "Done")
+    wait_job(page, "Done")
     page.locator("#docs .path", has_text="<img").wait_for()
     assert page.locator("#docs img, #manage-status img, #upload-status img").count() == 0
     assert page.title() != "1"
 
     page.get_by_label("New collection").fill("Not Valid!")
     page.get_by_role("button", name="Create").click()
+    page.locator("#manage-error:not([hidden])").wait_for()  # the server judges the name
     assert "not a valid" in (page.locator("#manage-error").text_content() or "")
 
     page.get_by_role("button", name="Delete collection").click()
@@ -245,4 +227,178 @@ def test_documents_panel_speaks_chinese(browser: Any, url: str) -> None:
     assert page.get_by_label("要上传的文件").count() == 1
     assert page.get_by_label("新建文档集").count() == 1
     assert page.locator("#docs-table th").first.text_content() == "文档"
+    page.close()
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}]
+)
+def test_headings_render_and_the_citation_dialog_keeps_title_and_close_in_view(
+    browser: Any, url: str, viewport: dict[str, int]
+) -> None:
+    page = browser.new_page(locale="en-US", viewport=viewport)
+    page.goto(url)
+    page.get_by_label("Question").fill("When does the lighthouse keeper write the tide height?")
+    page.get_by_role("button", name="Ask").click()
+    cite = page.locator("button.cite").first
+    cite.wait_for()
+    # The passage's Markdown heading is a heading, not "## Keeper's log" as text.
+    page.locator("#passages h4", has_text="Keeper's log").first.wait_for(state="attached")
+    assert "##" not in (page.locator("#passages").text_content() or "")
+    cite.click()
+    page.locator("dialog[open] mark").wait_for()
+    _assert_in_view(page, "#doc-title")
+    _assert_in_view(page, "dialog[open] .doc-head button")
+    page.locator("#doc-text").evaluate("(text) => { text.scrollTop = text.scrollHeight; }")
+    _assert_in_view(page, "#doc-title")
+    page.get_by_role("button", name="Close").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    page.close()
+
+
+def _assert_in_view(page: Any, selector: str) -> None:
+    """The element is inside the viewport and nothing covers its middle."""
+    seen = page.locator(selector).evaluate(
+        """(node) => {
+          const box = node.getBoundingClientRect();
+          const x = box.left + box.width / 2, y = box.top + box.height / 2;
+          const top = document.elementFromPoint(x, y);
+          return { inside: box.top >= 0 && box.bottom <= innerHeight && box.left >= 0
+            && box.right <= innerWidth, visible: node === top || node.contains(top) };
+        }"""
+    )
+    assert seen == {"inside": True, "visible": True}, (selector, seen)
+
+
+def _posts(page: Any) -> list[str]:
+    """The URLs of the state-changing requests the page sends from now on."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method != "GET" else None)
+    return sent
+
+
+def test_uploads_are_offered_only_where_they_land(
+    browser: Any, url: str, indexed_docs: dict[str, str]
+) -> None:
+    corpus = Path(indexed_docs["RAG_CORPUS_DIR"])
+    before = sorted(p.name for p in corpus.rglob("*"))
+    page = browser.new_page(locale="en-US")
+    accept_dialogs(page)
+    sent = _posts(page)
+    page.goto(url)
+    # `default` mirrors a folder of the server: no chooser, no drop, no delete, and why.
+    page.locator("#upload-off", has_text="mirrors a folder of the server").wait_for()
+    page.locator("#docs tr[data-path]").first.wait_for()
+    assert not page.locator("#files").is_visible()
+    assert page.locator("#docs button").count() == 0
+    page.evaluate(DROP, ["dropped.md", "# Dropped\n\nA dropped file.\n"])
+    assert sent == [] and (page.locator("#upload-status").text_content() or "") == ""
+
+    create_collection(page, "target")
+    page.locator("#files").wait_for()
+    assert page.locator("#upload-off").is_hidden()
+    # A create that fails leaves the selector where it was and sends nothing there.
+    page.get_by_label("New collection").fill("x" * 300)
+    page.get_by_role("button", name="Create").click()
+    page.locator("#manage-error:not([hidden])").wait_for()
+    assert "request id" in (page.locator("#manage-error").text_content() or "")
+    assert page.locator("#collection").input_value() == "target"
+    page.locator("#upload-off", has_text="was not created").wait_for()
+    assert not page.locator("#files").is_visible()
+    page.evaluate(DROP, ["dropped.md", "# Dropped\n\nA dropped file.\n"])
+    assert [u for u in sent if "/documents" in u] == []
+    # Uploading into the chosen collection is one explicit click away.
+    page.get_by_role("button", name="Upload into “target”").click()
+    page.evaluate(DROP, ["kept.md", "# Kept\n\nA file meant for target.\n"])
+    page.locator("#docs tr[data-path='kept.md']").wait_for()
+    wait_job(page, "1 added")
+    assert page.locator("#docs button", has_text="Delete").count() == 1
+    assert sorted(p.name for p in corpus.rglob("*")) == before
+    page.get_by_role("button", name="Delete collection").click()
+    page.locator("#collection option[value=target]").wait_for(state="detached")
+    page.close()
+
+
+# Holds the answer to the first GET whose URL matches `pattern` until `window.release()`;
+# `window.answered` counts up once the page has read that answer and acted on it.
+HOLD = """(pattern) => {
+  const fetch_ = window.fetch.bind(window);
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  Object.assign(window, { release, held: 0, answered: 0 });
+  window.fetch = async (resource, init) => {
+    const response = await fetch_(resource, init);
+    const get = (init?.method || "GET") === "GET";
+    if (!get || window.held || !new RegExp(pattern).test(String(resource))) return response;
+    window.held = 1;
+    await released;
+    const json = response.json.bind(response);
+    response.json = async () => {
+      const body = await json();
+      setTimeout(() => { window.answered += 1; });
+      return body;
+    };
+    return response;
+  };
+}"""
+
+
+def _hold(page: Any, pattern: str) -> None:
+    page.add_init_script(f"({HOLD})({json.dumps(pattern)})")
+
+
+def _release(page: Any) -> None:
+    page.evaluate("window.release()")
+    page.wait_for_function("() => window.answered === 1")
+
+
+def test_a_late_document_listing_leaves_the_upload_error(browser: Any, url: str) -> None:
+    """On a busy machine the listing a create starts can end after an upload has failed; it
+    erased the upload's error (the test above then waited 30 s for `#upload-error`)."""
+    page = browser.new_page(locale="en-US")
+    accept_dialogs(page)
+    _hold(page, "/v1/collections/late-docs/documents$")
+    page.goto(url)
+    create_collection(page, "late-docs")
+    page.wait_for_function("() => window.held === 1")
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}]
+    )
+    page.locator("#upload-error:not([hidden])").wait_for()
+    _release(page)
+    page.locator("#docs", has_text="No documents yet").wait_for()
+    assert "not a supported format" in (page.locator("#upload-error").text_content() or "")
+    assert page.locator("#upload-error").is_visible()
+    page.get_by_role("button", name="Delete collection").click()
+    page.locator("#collection option[value=late-docs]").wait_for(state="detached")
+    page.close()
+
+
+def test_a_late_collection_listing_keeps_the_new_collection(browser: Any, url: str) -> None:
+    """The page's first listing, fetched before a create, can arrive after it: it lacks the new
+    collection, and the page fell back to `default`."""
+    page = browser.new_page(locale="en-US")
+    accept_dialogs(page)
+    _hold(page, "/v1/collections$")
+    page.goto(url)
+    page.wait_for_function("() => window.held === 1")
+    create_collection(page, "late-list")
+    _release(page)
+    assert page.locator("#collection").input_value() == "late-list"
+    assert page.locator("#upload-off").is_hidden()
+    page.locator("#files").wait_for()
+    page.get_by_role("button", name="Delete collection").click()
+    page.locator("#collection option[value=late-list]").wait_for(state="detached")
+    page.close()
+
+
+def test_a_remembered_collection_that_is_gone_is_said_and_nothing_uploads_elsewhere(
+    browser: Any, url: str
+) -> None:
+    page = browser.new_page(locale="en-US")
+    page.add_init_script("sessionStorage.setItem('rag-collection', 'vanished')")
+    page.goto(url)
+    page.locator("#upload-off", has_text="“vanished” no longer exists").wait_for()
+    assert page.locator("#collection").input_value() == "default"
+    assert not page.locator("#files").is_visible()
     page.close()
