@@ -7,6 +7,7 @@ RagError
 ├── DocumentUnreadable     a file cannot be turned into text (ingest reports it)   (422)
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
+├── NameTaken              the name differs only in case from one in use           (409)
 ├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
 ├── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
 │   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
@@ -60,6 +61,10 @@ class IndexNotReady(RagError):
 
 
 class IndexBusy(RagError):
+    pass
+
+
+class NameTaken(RagError):
     pass
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -339,7 +340,9 @@ def apply_write(folder: Path, write: FileWrite, staged: Path | None, n: int) -> 
     if staged is None or not staged.exists():
         return
     _make_parents(folder, target)
-    part = target.with_name(f".{target.name}.{n}.part")  # hidden: a scan never reads it
+    # Hidden (a scan never reads it), and short: the name itself may take all 255 bytes.
+    digest = hashlib.sha256(target.name.encode()).hexdigest()[:16]
+    part = target.with_name(f".{digest}.{n}.part")
     shutil.copyfile(staged, part)
     os.replace(part, target)
     staged.unlink()
