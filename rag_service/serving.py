@@ -276,7 +276,7 @@ class Library:
         """``NotFound`` if there is no such collection (any more: another process may have
         deleted it, so this is checked on every call; it is one small file read)."""
         name = check_name(name)
-        with self._lock:  # a deletion unlists, then forgets: it cannot come between these
+        with self._lock:  # a deletion in this process unlists and forgets under it too
             if self.collections.exists(name):
                 service = self._services.get(name)
                 if service is None:
@@ -299,8 +299,11 @@ class Library:
         """Delete a (non-default) collection, its index and, if managed, its documents; the
         caller holds its reindex lock. Unlisted first, so that new requests get a 404; then
         those in flight finish reading; only then are its stores dropped and its files gone."""
-        self.collections.unlist(collection)
-        self.forget(collection.name)
+        with self._lock:  # together: no request can open it again in between
+            self.collections.unlist(collection)
+            service = self._services.pop(collection.name, None)
+        if service is not None:
+            service.close()
         names = {
             store_name(
                 self._settings.store.collection_prefix,
