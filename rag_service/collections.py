@@ -222,6 +222,10 @@ class Collections:
             raise BadRequest("the default collection cannot be deleted")
         (collection.root / _RECORD).unlink(missing_ok=True)
 
+    def relist(self, collection: Collection) -> None:
+        """Undo ``unlist``: a deletion that could not finish can be tried again."""
+        self._write(collection)
+
     def remove_files(self, collection: Collection) -> None:
         """Delete what an unlisted collection keeps under the data directory: its index state
         and, if managed, its documents. The caller drops its Chroma collections first."""

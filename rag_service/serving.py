@@ -313,12 +313,16 @@ class Library:
         }
         if (pointer := collection.state.current()) is not None:
             names.add(pointer.collection)
-        for name in names:
-            store = open_store(self._settings, name)
-            try:
-                store.drop()
-            finally:
-                store.close()
+        try:
+            for name in names:
+                store = open_store(self._settings, name)
+                try:
+                    store.drop()
+                finally:
+                    store.close()
+        except BaseException:
+            self.collections.relist(collection)  # the store is down: the delete can be retried
+            raise
         self.collections.remove_files(collection)
 
     def close(self) -> None:

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from tests.api.test_collections import accepted, sources, wait_job
+from tests.api.test_http import assert_problem
 from tests.conftest import DATA
-from tests.servers import api_server, rag_reindex
+from tests.servers import api_server, free_port, rag_reindex
 
 pytestmark = pytest.mark.api
 
@@ -67,3 +68,15 @@ def test_a_record_an_older_version_left_with_a_relative_folder_still_works(clone
         )
         assert wait_job(url, job)["state"] == "done", job
         assert sources(url, "grey heron spears fish", "old") == ["heron.md"]
+
+
+def test_a_create_that_fails_leaves_no_collection_behind(clone: Path) -> None:
+    """Its first (empty) generation cannot be written: the Chroma server is down."""
+    env = {"RAG_STORE__BACKEND": "chroma-http", "RAG_STORE__CHROMA_PORT": str(free_port())}
+    with api_server(clone, env) as url:
+        failed = httpx.put(f"{url}/v1/collections/birds")
+        assert_problem(failed, 503)
+        listed = httpx.get(f"{url}/v1/collections").json()["collections"]
+        assert [c["name"] for c in listed] == ["default"]
+        assert_problem(httpx.put(f"{url}/v1/collections/birds/documents/a.md", content=b"x"), 404)
+    assert not (clone / "data/collections/birds").exists()

@@ -125,8 +125,10 @@ def create_collection(
         except IndexBusy:
             pass  # a document job's reindex of it got there first and makes that generation
         except Exception:
-            with collection.state.reindex_lock():
-                library.remove(collection)  # a create that failed leaves nothing behind
+            # A create that failed leaves nothing behind (what it wrote to the store, if
+            # anything, is undone by the first reindex of a collection of that name).
+            library.collections.unlist(collection)
+            library.collections.remove_files(collection)
             raise
     else:
         response.status_code = 200
