@@ -20,8 +20,8 @@ const TEXT = {
     failed: (m) => `Failed: ${m}`, generation: (g) => `generation ${g}`,
     collectionLabel: "Collection", deleteCollection: "Delete collection",
     newCollectionLabel: "New collection", create: "Create",
-    nameRule: "1–48 characters: lowercase letters, digits, _ and -, starting with a letter or "
-      + "digit.",
+    nameRule: "Up to 64 characters in any script; no / or \\, no leading dot, no spaces at "
+      + "either end; names differing only in case are the same name.",
     badName: "That is not a valid collection name.",
     created: (n) => `Created the collection “${n}”.`,
     existed: (n) => `The collection “${n}” already exists.`,
@@ -63,7 +63,8 @@ const TEXT = {
     failed: (m) => `失败：${m}`, generation: (g) => `第 ${g} 代`,
     collectionLabel: "文档集", deleteCollection: "删除文档集",
     newCollectionLabel: "新建文档集", create: "创建",
-    nameRule: "1–48 个字符：小写字母、数字、_ 和 -，以字母或数字开头。",
+    nameRule: "最多 64 个字符，可用任何文字；不含 / 或 \\，不以点开头，首尾无空格；"
+      + "仅大小写不同的名称视为同名。",
     badName: "文档集名称不符合规则。",
     created: (n) => `已创建文档集“${n}”。`,
     existed: (n) => `文档集“${n}”已存在。`,
@@ -372,15 +373,16 @@ async function refresh() {
 
 async function createCollection(name) {
   report("manage-error", null);
-  if (!/^[a-z0-9][a-z0-9_-]{0,47}$/.test(name)) {
+  if (!name) {  // the server checks the rest and says what is wrong
     report("manage-error", new Error(T.badName));
     return;
   }
   try {
     const response = await call(`/v1/collections/${enc(name)}`, { method: "PUT" });
-    $("manage-status").textContent = response.status === 201 ? T.created(name) : T.existed(name);
+    const made = (await response.json()).name;  // as the server keeps it (NFC)
+    $("manage-status").textContent = response.status === 201 ? T.created(made) : T.existed(made);
     $("new-collection").value = "";
-    choose(name);
+    choose(made);
     await refresh();
   } catch (error) {
     report("manage-error", error);
