@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
@@ -43,15 +43,22 @@ def _collection_name(value: str) -> str:
 
 
 # A collection's name, in NFC (the form it is stored in), or a 422 that says why not. The length
-# bound here only caps the work: a decomposed (NFD) name may be longer than its NFC form.
+# bound here only caps the work: a decomposed (NFD) name may be longer than its NFC form. No
+# JSON Schema pattern says "no control or format character" in every script, so the document
+# names the rule as a format of its own.
 COLLECTION_NAME = AfterValidator(_collection_name)
 NAME_DESCRIPTION = f"A collection: {NAME_RULE}."
+NAME_FORMAT: dict[str, Any] = {"format": "collection-name"}
 # Which collection a request reads; `default` when none is named, so older calls keep working.
 CollectionField = Annotated[
-    str, Field(max_length=256, description=NAME_DESCRIPTION), COLLECTION_NAME
+    str,
+    Field(max_length=256, description=NAME_DESCRIPTION, json_schema_extra=NAME_FORMAT),
+    COLLECTION_NAME,
 ]
 CollectionQuery = Annotated[
-    str, Query(max_length=256, description=NAME_DESCRIPTION), COLLECTION_NAME
+    str,
+    Query(max_length=256, description=NAME_DESCRIPTION, json_schema_extra=NAME_FORMAT),
+    COLLECTION_NAME,
 ]
 
 

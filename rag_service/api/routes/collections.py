@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 
 from rag_service.api.auth import ADMIN, QUERY
 from rag_service.api.deps import IndexerDep, JobsDep, LibraryDep, SettingsDep
-from rag_service.api.schemas import COLLECTION_NAME, NAME_DESCRIPTION
+from rag_service.api.schemas import COLLECTION_NAME, NAME_DESCRIPTION, NAME_FORMAT
 from rag_service.collections import DEFAULT, Collection
 from rag_service.documents import (
     check_new_source,
@@ -47,7 +47,11 @@ from rag_service.settings import Settings
 
 router = APIRouter(tags=["collections"])
 
-CollectionName = Annotated[str, Path(max_length=256, description=NAME_DESCRIPTION), COLLECTION_NAME]
+CollectionName = Annotated[
+    str,
+    Path(max_length=256, description=NAME_DESCRIPTION, json_schema_extra=NAME_FORMAT),
+    COLLECTION_NAME,
+]
 
 
 class CollectionOut(BaseModel):
@@ -107,7 +111,12 @@ def list_collections(library: LibraryDep, settings: SettingsDep) -> dict[str, li
     return {"collections": [_describe(store.get(name), settings) for name in store.names()]}
 
 
-@router.put("/v1/collections/{name}", dependencies=[ADMIN], status_code=201)
+@router.put(
+    "/v1/collections/{name}",
+    dependencies=[ADMIN],
+    status_code=201,
+    responses={200: {"model": CollectionOut, "description": "It exists already (either kind)."}},
+)
 def create_collection(
     name: CollectionName,
     library: LibraryDep,
