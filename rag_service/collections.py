@@ -20,23 +20,30 @@ incremental engine:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
-import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag_service.errors import BadRequest, ConfigError, NotFound
+from rag_service.errors import BadRequest, ConfigError, NameTaken, NotFound
 from rag_service.index_state import IndexState, write_atomically
+from rag_service.names import folded, hidden_character, nfc, utf8_length
 
 DEFAULT = "default"
 
-# A folder name on every filesystem (lower case: case-insensitive ones agree) and part of a chat
-# model id (``rag/<name>``).
-NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
-NAME_RULE = "1 to 48 lower-case letters, digits, - and _, starting with a letter or digit"
+# A name is a folder under the data directory, part of URLs (percent-encoded) and of a chat
+# model id (``rag/<name>``); Chroma knows it by a digest. 64 Chinese characters are 192 bytes.
+MAX_NAME_CHARS = 64
+MAX_NAME_BYTES = 200
+NAME_RULE = (
+    f"1 to {MAX_NAME_CHARS} characters ({MAX_NAME_BYTES} bytes in UTF-8) in any script, "
+    "without / or \\, control or format characters, a leading dot, or spaces at either end"
+)
 
 _RECORD = "collection.json"
 
@@ -51,8 +58,23 @@ def store_name(prefix: str, collection: str, fingerprint: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise BadRequest(f"a collection name is {NAME_RULE}")
+    """``name`` in NFC if it can name a collection; a ``BadRequest`` that says why not."""
+    name = nfc(name)
+    problem = None
+    if not 1 <= len(name) <= MAX_NAME_CHARS or utf8_length(name) > MAX_NAME_BYTES:
+        problem = "its length"
+    elif "/" in name or "\\" in name:
+        problem = "a / or \\"
+    elif (char := hidden_character(name)) is not None:
+        problem = f"the invisible character {char}"
+    elif name.startswith("."):
+        problem = "its leading dot"
+    elif name != name.strip():
+        problem = "spaces at an end"
+    if problem is not None:
+        raise BadRequest(
+            f"{name[:80]!r} cannot name a collection ({problem}): a name is {NAME_RULE}"
+        )
     return name
 
 
@@ -74,7 +96,7 @@ def _now() -> str:
 
 
 class Collections:
-    """The collections on disk under one data directory."""
+    """The collections on disk under one data directory (given resolved, as settings give it)."""
 
     def __init__(self, data_dir: Path, corpus_dir: Path) -> None:
         self._data_dir = data_dir
@@ -85,16 +107,19 @@ class Collections:
         return self._data_dir if name == DEFAULT else self._dir / check_name(name)
 
     def _read(self, name: str) -> Collection | None:
+        name = check_name(name)
         root = self.root(name)
         try:
             raw = json.loads((root / _RECORD).read_text(encoding="utf-8"))
         except FileNotFoundError:
             if name == DEFAULT:  # exists from the start, mirroring RAG_CORPUS_DIR
-                return Collection(DEFAULT, root, self._corpus_dir.resolve(), False, "")
+                return Collection(DEFAULT, root, self._corpus_dir, False, "")
             return None
-        return Collection(
-            name, root, Path(raw["folder"]), bool(raw["managed"]), str(raw["created_at"])
-        )
+        managed = bool(raw["managed"])
+        # A managed folder is always the one under its root; the record's copy is not trusted:
+        # versions before 0.2 wrote it relative to their working directory.
+        folder = root / "documents" if managed else Path(raw["folder"]).resolve()
+        return Collection(name, root, folder, managed, str(raw["created_at"]))
 
     def _write(self, collection: Collection) -> None:
         collection.root.mkdir(parents=True, exist_ok=True)
@@ -105,10 +130,31 @@ class Collections:
         }
         write_atomically(collection.root / _RECORD, record)
 
+    @contextlib.contextmanager
+    def _naming(self) -> Iterator[None]:
+        """Held (by any process) from checking that a name is free to writing its record."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        with (self._dir / ".naming.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _refuse_lookalike(self, name: str) -> None:
+        """``NameTaken`` if a collection's name differs from ``name`` only in case (a new
+        collection's name; under ``_naming``)."""
+        taken = next((n for n in self.names() if folded(n) == folded(name)), None)
+        if taken is not None:
+            raise NameTaken(
+                f"the collection {taken!r} exists, and names that differ only in case are one "
+                f"name here: use {taken!r}, or another name"
+            )
+
     def get(self, name: str) -> Collection:
         found = self._read(name)
         if found is None:
-            raise NotFound(f"no collection {name!r}; PUT /v1/collections/{name} creates it")
+            raise NotFound(f"no collection {name!r}; PUT /v1/collections/{{name}} creates one")
         return found
 
     def exists(self, name: str) -> bool:
@@ -120,48 +166,76 @@ class Collections:
             found += sorted(
                 p.parent.name
                 for p in self._dir.glob(f"*/{_RECORD}")
-                if NAME.fullmatch(p.parent.name) and p.parent.name != DEFAULT
+                if p.parent.name != DEFAULT and _is_name(p.parent.name)
             )
         return found
 
     def create(self, name: str) -> tuple[Collection, bool]:
         """A managed collection; ``(collection, False)`` if it already exists (any kind)."""
-        existing = self._read(name)
-        if existing is not None:
-            return existing, False
-        root = self.root(name)
-        collection = Collection(name, root, root / "documents", True, _now())
-        collection.folder.mkdir(parents=True, exist_ok=True)
-        self._write(collection)
+        name = check_name(name)
+        with self._naming():
+            existing = self._read(name)
+            if existing is not None:
+                return existing, False
+            self._refuse_lookalike(name)
+            root = self.root(name)
+            # What a deletion or a creation cut short left behind must not come back.
+            shutil.rmtree(root, ignore_errors=True)
+            collection = Collection(name, root, root / "documents", True, _now())
+            collection.folder.mkdir(parents=True)
+            self._write(collection)
         return collection, True
 
     def for_reindex(self, name: str, folder: Path | None, *, record: bool = True) -> Collection:
         """The collection ``rag reindex [PATH] --collection NAME`` indexes: a mirrored one is
         made or re-pointed to ``folder`` (written down only if ``record``: a dry run changes
         nothing); a managed one takes no other folder than its own."""
-        existing = self._read(name)
+        name = check_name(name)
         if folder is None:
+            existing = self._read(name)
             if existing is None:
                 raise ConfigError(f"no collection {name!r}: give the folder it should index")
             return existing
-        folder = folder.resolve()
-        if existing is not None and existing.folder == folder:
-            return existing
-        if existing is not None and existing.managed:
-            raise ConfigError(
-                f"collection {name!r} holds documents managed over the API (in "
-                f"{existing.folder}); reindex it without a path, or use another collection"
-            )
-        collection = Collection(
-            name, self.root(name), folder, False, existing.created_at if existing else _now()
-        )
-        if record:
-            self._write(collection)
+        folder = folder.resolve()  # given on the command line, relative to where it runs
+        with self._naming():
+            existing = self._read(name)
+            if existing is not None and existing.folder.resolve() == folder:
+                return existing
+            if existing is not None and existing.managed:
+                raise ConfigError(
+                    f"collection {name!r} holds documents managed over the API (in "
+                    f"{existing.folder}); reindex it without a path, or use another collection"
+                )
+            if existing is None:
+                self._refuse_lookalike(name)
+            created_at = existing.created_at if existing else _now()
+            collection = Collection(name, self.root(name), folder, False, created_at)
+            if record:
+                self._write(collection)
         return collection
 
-    def remove_files(self, collection: Collection) -> None:
-        """Delete what a (non-default) collection keeps under the data directory: its index
-        state and, if managed, its documents. The caller drops its Chroma collections first."""
+    def unlist(self, collection: Collection) -> None:
+        """The first step of deleting a (non-default) collection: from now on it does not
+        exist, for this process and every other, while its files are still there for the
+        requests reading them to finish."""
         if collection.name == DEFAULT:
             raise BadRequest("the default collection cannot be deleted")
-        shutil.rmtree(collection.root)
+        (collection.root / _RECORD).unlink(missing_ok=True)
+
+    def relist(self, collection: Collection) -> None:
+        """Undo ``unlist``: a deletion that could not finish can be tried again."""
+        self._write(collection)
+
+    def remove_files(self, collection: Collection) -> None:
+        """Delete what an unlisted collection keeps under the data directory: its index state
+        and, if managed, its documents. The caller drops its Chroma collections first."""
+        if collection.name == DEFAULT:
+            raise BadRequest("the default collection cannot be deleted")
+        shutil.rmtree(collection.root, ignore_errors=True)
+
+
+def _is_name(name: str) -> bool:
+    try:
+        return check_name(name) == name
+    except BadRequest:
+        return False

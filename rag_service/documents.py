@@ -8,12 +8,19 @@ manifest, never a path opened on disk, so no request can reach a file the index 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from rag_service.errors import BadRequest, NotFound
+from rag_service.errors import BadRequest, NameTaken, NotFound
 from rag_service.index_state import SourceEntry
+from rag_service.names import MAX_FILE_NAME_BYTES, folded, hidden_character, nfc, utf8_length
 from rag_service.serving import SearchService
+
+MAX_SOURCE_CHARS = 1024
+# A document is a file under its collection's folder, which is under the data directory: the
+# whole path must stay well inside the 4096 bytes the kernel takes.
+MAX_SOURCE_BYTES = 3072
 
 
 @dataclass(frozen=True)
@@ -28,13 +35,48 @@ class DocumentText:
 def check_source(source: str) -> str:
     """``source`` if it can name an indexed document (a relative POSIX path inside the folder);
     a ``BadRequest`` that says why not otherwise."""
-    if not source or len(source) > 1024:
-        raise BadRequest("a source is a path of 1 to 1024 characters")
+    if not source or len(source) > MAX_SOURCE_CHARS or utf8_length(source) > MAX_SOURCE_BYTES:
+        raise BadRequest(
+            f"a source is a path of 1 to {MAX_SOURCE_CHARS} characters "
+            f"({MAX_SOURCE_BYTES} bytes in UTF-8)"
+        )
     if "\0" in source or "\\" in source:
         raise BadRequest("a source holds no NUL or backslash")
     path = PurePosixPath(source)
     if path.is_absolute() or any(part in ("..", ".") for part in source.split("/")):
         raise BadRequest("a source is a path relative to the indexed folder, without . or ..")
+    if any(utf8_length(part) > MAX_FILE_NAME_BYTES for part in source.split("/")):
+        raise BadRequest(f"a folder or file name in a path is at most {MAX_FILE_NAME_BYTES} bytes")
+    return source
+
+
+def check_new_source(source: str) -> str:
+    """``source`` in NFC if a document may be written under it (``check_source``, and no
+    invisible character: see ``rag_service.names``)."""
+    source = check_source(nfc(source))
+    if (char := hidden_character(source)) is not None:
+        raise BadRequest(f"a document path holds no control or format character ({char})")
+    return source
+
+
+def spelled(source: str, known: Collection[str]) -> str:
+    """How the documents ``known`` spell ``source``: itself, or a document's name that is the
+    same in NFC (a file named on macOS, decomposed)."""
+    if source in known:
+        return source
+    return next((name for name in known if nfc(name) == nfc(source)), source)
+
+
+def claim_source(source: str, known: Collection[str]) -> str:
+    """Where a write of ``source`` (in NFC) goes beside the documents ``known``: ``spelled``;
+    ``NameTaken`` if it differs from one of them only in case."""
+    source = spelled(source, known)
+    taken = next((k for k in known if k != source and folded(k) == folded(source)), None)
+    if taken is not None:
+        raise NameTaken(
+            f"{source!r} differs only in case from the document {taken!r}: write {taken!r} to "
+            "replace it, or delete it first"
+        )
     return source
 
 
@@ -56,7 +98,9 @@ def _stitch(pieces: list[tuple[int, str]]) -> str:
 def read_document(search: SearchService, source: str) -> DocumentText:
     check_source(source)
     with search.current() as served:
-        entry = search.state.manifest(served.pointer).get(source)
+        manifest = search.state.manifest(served.pointer)
+        source = spelled(source, manifest)
+        entry = manifest.get(source)
         if entry is None:
             raise NotFound(f"no document {source!r} in the served index")
         chunks = served.store.get(entry.chunk_ids)

@@ -8,6 +8,7 @@ RagError
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
 ├── ReindexCancelled       a reindex was told to stop; it committed nothing   (a job's state)
+├── NameTaken              the name differs only in case from one in use           (409)
 ├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
 ├── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
 │   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
@@ -67,6 +68,10 @@ class IndexBusy(RagError):
 
 class ReindexCancelled(RagError):
     """Raised between embedding batches when the run was asked to stop; never an HTTP answer."""
+
+
+class NameTaken(RagError):
+    pass
 
 
 class StoreUnavailable(RagError):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -500,7 +501,9 @@ def _save_previous(target: Path, job_dir: Path, n: int) -> None:
 
 
 def _place(source: Path, target: Path, n: int) -> None:
-    part = target.with_name(f".{target.name}.{n}.part")  # hidden: a scan never reads it
+    # Hidden (a scan never reads it), and short: the name itself may take all 255 bytes.
+    digest = hashlib.sha256(target.name.encode()).hexdigest()[:16]
+    part = target.with_name(f".{digest}.{n}.part")
     shutil.copyfile(source, part)
     os.replace(part, target)
 

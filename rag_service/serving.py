@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag_service.collections import DEFAULT, Collections
+from rag_service.collections import DEFAULT, Collection, Collections, check_name, store_name
 from rag_service.errors import IndexNotReady, NotFound
 from rag_service.index_state import IndexPointer, IndexState, index_fingerprint
 from rag_service.protocols import Embedder, Reranker, VectorStore
@@ -63,7 +63,8 @@ class SearchService:
     in memory, and only a client opened after another process's reindex sees what it wrote).
     Requests arriving meanwhile keep reading the old generation; once the new one is loaded,
     new requests get it, and the old one is closed when its last reader leaves. Nobody waits for
-    other requests to finish, only (on the very first load) for a load in progress.
+    other requests to finish, only (on the very first load) for a load in progress, and
+    ``close``, which waits for the readers to leave.
     """
 
     def __init__(
@@ -74,10 +75,11 @@ class SearchService:
         on_timings: Callable[[SearchTimings], None] | None = None,
         *,
         root: Path | None = None,
+        name: str = DEFAULT,
     ) -> None:
         """``on_timings`` receives each search's stage timings: the metrics' feed. ``root``
-        holds the collection's index state (default: the data directory, the ``default``
-        collection)."""
+        holds the index state of the collection ``name`` (default: the data directory, the
+        ``default`` collection)."""
         self._settings = settings
         self._embedder = embedder
         self._reranker = reranker
@@ -86,6 +88,9 @@ class SearchService:
         self._lock = threading.Condition()
         self._held: _Held | None = None
         self._loading = False
+        self._closed = False
+        self._unclosed = 0  # generations loaded whose store is not closed yet
+        self._name = name
         self._on_timings = on_timings
         self.loads = 0  # generations loaded so far: one per reindex this process followed
 
@@ -140,6 +145,8 @@ class SearchService:
     def _acquire(self) -> _Held:
         with self._lock:
             while True:
+                if self._closed:  # its collection was deleted while the request was on its way
+                    raise NotFound(f"no collection {self._name!r}; GET /v1/collections lists them")
                 stamp = self.state.pointer_stamp()
                 if stamp is None:
                     raise IndexNotReady(_NO_INDEX)
@@ -161,6 +168,7 @@ class SearchService:
             raise
         fresh = _Held(served, stamp, readers=1)
         with self._lock:
+            self._unclosed += 1
             old, self._held = self._held, fresh
             self._loading = False
             self.loads += 1
@@ -174,14 +182,20 @@ class SearchService:
             held.retired = True
             idle = held.readers == 0
         if idle:
-            held.served.store.close()
+            self._close_store(held)
 
     def _release(self, held: _Held) -> None:
         with self._lock:
             held.readers -= 1
             idle = held.retired and held.readers == 0
         if idle:
-            held.served.store.close()
+            self._close_store(held)
+
+    def _close_store(self, held: _Held) -> None:
+        held.served.store.close()
+        with self._lock:
+            self._unclosed -= 1
+            self._lock.notify_all()
 
     @contextmanager
     def current(self) -> Iterator[ServedIndex]:
@@ -203,12 +217,16 @@ class SearchService:
         return self.state.current()
 
     def close(self) -> None:
-        """Stop serving; the generation is closed now, or when its last reader leaves."""
+        """Stop serving: later requests get ``NotFound``; returns once the requests reading
+        have left and every generation's store is closed (the caller may then drop them)."""
         with self._lock:
+            self._closed = True
             self._lock.wait_for(lambda: not self._loading)
             held, self._held = self._held, None
         if held is not None:
             self._retire(held)
+        with self._lock:
+            self._lock.wait_for(lambda: self._unclosed == 0)
 
     def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> SearchResult:
         with self.current() as served:
@@ -241,12 +259,13 @@ class Library:
         self.collections = Collections(settings.data_dir, settings.corpus_dir)
         self._settings, self._embedder = settings, embedder
         self._reranker, self._on_timings = reranker, on_timings
-        self._services: dict[str, SearchService] = {DEFAULT: self._open(settings.data_dir)}
+        self._services: dict[str, SearchService] = {DEFAULT: self._open(DEFAULT)}
         self._lock = threading.Lock()
 
-    def _open(self, root: Path) -> SearchService:
+    def _open(self, name: str) -> SearchService:
+        root = self.collections.root(name)
         return SearchService(
-            self._settings, self._embedder, self._reranker, self._on_timings, root=root
+            self._settings, self._embedder, self._reranker, self._on_timings, root=root, name=name
         )
 
     @property
@@ -256,23 +275,55 @@ class Library:
     def search(self, name: str) -> SearchService:
         """``NotFound`` if there is no such collection (any more: another process may have
         deleted it, so this is checked on every call; it is one small file read)."""
-        if not self.collections.exists(name):
-            self.forget(name)
-            raise NotFound(f"no collection {name!r}; GET /v1/collections lists them")
-        with self._lock:
-            service = self._services.get(name)
-            if service is None:
-                service = self._services[name] = self._open(self.collections.root(name))
-            return service
+        name = check_name(name)
+        with self._lock:  # a deletion in this process unlists and forgets under it too
+            if self.collections.exists(name):
+                service = self._services.get(name)
+                if service is None:
+                    service = self._services[name] = self._open(name)
+                return service
+        self.forget(name)
+        raise NotFound(f"no collection {name!r}; GET /v1/collections lists them")
 
     def forget(self, name: str) -> None:
-        """Stop serving a deleted collection (its readers finish first)."""
+        """Stop serving a deleted collection: returns once its requests in flight are done
+        with its index."""
         if name == DEFAULT:
             return
         with self._lock:
             service = self._services.pop(name, None)
         if service is not None:
             service.close()
+
+    def remove(self, collection: Collection) -> None:
+        """Delete a (non-default) collection, its index and, if managed, its documents; the
+        caller holds its reindex lock. Unlisted first, so that new requests get a 404; then
+        those in flight finish reading; only then are its stores dropped and its files gone."""
+        with self._lock:  # together: no request can open it again in between
+            self.collections.unlist(collection)
+            service = self._services.pop(collection.name, None)
+        if service is not None:
+            service.close()
+        names = {
+            store_name(
+                self._settings.store.collection_prefix,
+                collection.name,
+                index_fingerprint(self._settings),
+            )
+        }
+        if (pointer := collection.state.current()) is not None:
+            names.add(pointer.collection)
+        try:
+            for name in names:
+                store = open_store(self._settings, name)
+                try:
+                    store.drop()
+                finally:
+                    store.close()
+        except BaseException:
+            self.collections.relist(collection)  # the store is down: the delete can be retried
+            raise
+        self.collections.remove_files(collection)
 
     def close(self) -> None:
         with self._lock:

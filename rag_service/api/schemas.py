@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from rag_service.answering import Answer
-from rag_service.collections import NAME
+from rag_service.collections import NAME_RULE, check_name
+from rag_service.errors import BadRequest
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters
 from rag_service.types import NO_PAGE
 
@@ -34,11 +35,31 @@ QueryText = Annotated[
 ]
 
 
+def _collection_name(value: str) -> str:
+    try:
+        return check_name(value)
+    except BadRequest as exc:
+        raise ValueError(str(exc)) from None
+
+
+# A collection's name, in NFC (the form it is stored in), or a 422 that says why not. The length
+# bound here only caps the work: a decomposed (NFD) name may be longer than its NFC form. No
+# JSON Schema pattern says "no control or format character" in every script, so the document
+# names the rule as a format of its own.
+COLLECTION_NAME = AfterValidator(_collection_name)
+NAME_DESCRIPTION = f"A collection: {NAME_RULE}."
+NAME_FORMAT: dict[str, Any] = {"format": "collection-name"}
 # Which collection a request reads; `default` when none is named, so older calls keep working.
 CollectionField = Annotated[
-    str, Field(pattern=f"^{NAME.pattern}$", max_length=48, description="The collection to read.")
+    str,
+    Field(max_length=256, description=NAME_DESCRIPTION, json_schema_extra=NAME_FORMAT),
+    COLLECTION_NAME,
 ]
-CollectionQuery = Annotated[str, Query(pattern=f"^{NAME.pattern}$", max_length=48)]
+CollectionQuery = Annotated[
+    str,
+    Query(max_length=256, description=NAME_DESCRIPTION, json_schema_extra=NAME_FORMAT),
+    COLLECTION_NAME,
+]
 
 
 # Bounds on filters: an unbounded list once cost ~440 MB of memory per request.

@@ -19,7 +19,8 @@ const TEXT = {
     failed: (m) => `Failed: ${m}`, generation: (g) => `generation ${g}`,
     collectionLabel: "Collection", deleteCollection: "Delete collection",
     newCollectionLabel: "New collection", create: "Create",
-    nameRule: "A short name, such as “handbook”; the server tells you if it does not take it.",
+    nameRule: "Up to 64 characters in any script; no / or \\, no leading dot, no spaces at "
+      + "either end; names differing only in case are the same name.",
     badName: "That is not a valid collection name:",
     notCreated: (n, c) => `“${n}” was not created, so uploading is paused: files would go to `
       + `“${c}”.`,
@@ -68,7 +69,8 @@ const TEXT = {
     failed: (m) => `失败：${m}`, generation: (g) => `第 ${g} 代`,
     collectionLabel: "文档集", deleteCollection: "删除文档集",
     newCollectionLabel: "新建文档集", create: "创建",
-    nameRule: "简短的名称，例如“员工手册”；服务器不接受时会说明原因。",
+    nameRule: "最多 64 个字符，可用任何文字；不含 / 或 \\，不以点开头，首尾无空格；"
+      + "仅大小写不同的名称视为同名。",
     badName: "文档集名称不符合规则：",
     notCreated: (n, c) => `未能创建“${n}”，上传已暂停：否则文件会进入“${c}”。`,
     uploadInto: (c) => `上传到“${c}”`,
@@ -425,10 +427,11 @@ async function createCollection(name) {
   if (!name) return;
   try {
     const response = await call(`/v1/collections/${enc(name)}`, { method: "PUT" });
-    $("manage-status").textContent = response.status === 201 ? T.created(name) : T.existed(name);
+    const made = (await response.json()).name;  // as the server keeps it (NFC)
+    $("manage-status").textContent = response.status === 201 ? T.created(made) : T.existed(made);
     $("new-collection").value = "";
     paused = null;
-    choose(name);
+    choose(made);
     await refresh();
   } catch (error) {
     const badName = error instanceof ApiError && (error.status === 400 || error.status === 422);

@@ -222,7 +222,7 @@ def test_bounds_on_uploads(server: str) -> None:
 
     assert_problem(httpx.put(f"{base}/chunked.md", content=chunked()), 411)
     assert_problem(httpx.put(f"{server}/v1/collections/missing/documents/a.md", content=b"x"), 404)
-    assert_problem(httpx.put(f"{server}/v1/collections/Not_Valid"), 422)
+    assert_problem(httpx.put(f"{server}/v1/collections/not%E2%80%AEvalid"), 422)
     assert_problem(httpx.delete(f"{server}/v1/collections/default"), 400)
     assert_problem(httpx.delete(f"{base}/never-there.md"), 404)
     twice = [("files", ("a.md", b"# a\n\none")), ("files", ("a.md", b"# a\n\ntwo"))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -99,3 +100,59 @@ def test_rag_docs_and_an_openai_client_over_a_collection(
     removed = rag("docs", "rm", "glacier.md", "-c", "alps", "--json", env=cli)
     assert removed.returncode == 0 and json.loads(removed.stdout)["result"]["deleted"] == 1
     assert "glacier.md" not in rag("docs", "list", "-c", "alps", env=cli).stdout
+
+
+def _link(url: str, key: str, model: str, question: str) -> str:
+    """The first citation link of a chat answer: signed, as keys are required."""
+    reply = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": question}]},
+        headers=bearer(key),
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    annotations = reply.json()["choices"][0]["message"]["annotations"]
+    return str(annotations[0]["url_citation"]["url"])
+
+
+def test_a_signed_link_opens_its_own_collection_only(
+    keyed: tuple[str, dict[str, str], str, str],
+) -> None:
+    """`guides/bm25.txt` in `default` and `bm25.txt` in `guides` are two documents: a link to
+    either must not open the other (joined with a "/", they once signed the same message)."""
+    url, _, admin, query = keyed
+    assert httpx.put(f"{url}/v1/collections/guides", headers=bearer(admin)).status_code == 201
+    secret = b"# Salaries\n\nThe saturation of the bonus pool for 2027 is four million euros.\n"
+    put = httpx.put(
+        f"{url}/v1/collections/guides/documents/bm25.txt", content=secret, headers=bearer(admin)
+    )
+    assert put.status_code == 202
+    job, deadline = put.json(), time.monotonic() + 120
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+        job = httpx.get(f"{url}/v1/jobs/{job['id']}", headers=bearer(admin)).json()
+    assert job["state"] == "done", job
+
+    public = _link(url, query, "rag", "What does the saturation parameter k1 do in BM25?")
+    assert "/documents/guides/bm25.txt?" in public
+    token = parse_qs(urlparse(public).query)["token"][0]
+    assert httpx.get(public).status_code == 200
+    into_guides = f"{url}/documents/bm25.txt?collection=guides&token={token}"
+    assert_problem(httpx.get(into_guides), 403)
+
+    private = _link(url, query, "rag/guides", "What is the saturation of the bonus pool for 2027?")
+    assert "/documents/bm25.txt?" in private and "collection=guides" in private
+    token = parse_qs(urlparse(private).query)["token"][0]
+    assert "four million" in httpx.get(private).text
+    assert_problem(httpx.get(f"{url}/documents/guides/bm25.txt?token={token}"), 403)
+
+
+@pytest.mark.parametrize(
+    "token", ["1.é", "²." + "0" * 64, "9" * 30 + "." + "0" * 64, "1." + "é" * 64, "x", "."]
+)
+def test_a_malformed_link_token_is_refused_not_an_error(
+    keyed: tuple[str, dict[str, str], str, str], token: str
+) -> None:
+    url = keyed[0]
+    assert_problem(httpx.get(f"{url}/documents/attention.md", params={"token": token}), 403)

@@ -11,11 +11,14 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation.modes import GenerationMode
 
 from ingest.reindex import FolderIndexer
 from rag_service.api.app import create_app
+from rag_service.collections import check_name
+from rag_service.errors import BadRequest
 from rag_service.settings import Settings
 from tests.api.test_http import assert_problem
 from tests.servers import api_server
@@ -126,6 +129,19 @@ def test_a_blank_question_is_refused_and_documented_as_such(
 # bounded number of cases. Schemathesis' pytest plugin does not run under pytest 9, so the
 # hypothesis tests are built here, from the app's own document (the one the server serves).
 CASES = 30  # per operation and mode: (11 + 2) x 30 = 390 at most
+
+
+def _is_collection_name(text: str) -> bool:
+    try:
+        return check_name(text) == text
+    except BadRequest:
+        return False
+
+
+# The document's own format for a collection name: the rule no JSON Schema pattern can state.
+schemathesis.openapi.format(
+    "collection-name", st.text(min_size=1, max_size=64).filter(_is_collection_name)
+)
 load_all_checks()
 ALL_CHECKS = [check for check in CHECKS.get_all() if callable(check)]
 OPERATIONS = {

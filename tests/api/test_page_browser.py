@@ -206,10 +206,11 @@ def test_upload_errors_hostile_names_and_collection_delete(
     assert page.locator("#docs img, #manage-status img, #upload-status img").count() == 0
     assert page.title() != "1"
 
-    page.get_by_label("New collection").fill("Not Valid!")
+    page.get_by_label("New collection").fill(".hidden")
     page.get_by_role("button", name="Create").click()
     page.locator("#manage-error:not([hidden])").wait_for()  # the server judges the name
-    assert "not a valid" in (page.locator("#manage-error").text_content() or "")
+    error = page.locator("#manage-error").text_content() or ""
+    assert "not a valid" in error and "cannot name a collection" in error
 
     page.get_by_role("button", name="Delete collection").click()
     page.locator("#manage-status", has_text="Deleted").wait_for()
@@ -217,6 +218,22 @@ def test_upload_errors_hostile_names_and_collection_delete(
     page.locator("#collection option[value=scratch]").wait_for(state="detached")
     assert page.locator("#collection").input_value() == "default"
     assert page.locator("#collection option[value=scratch]").count() == 0
+    page.close()
+
+
+def test_a_collection_named_in_chinese_from_the_page(browser: Any, url: str) -> None:
+    page = browser.new_page(locale="en-US")
+    accept_dialogs(page)
+    page.goto(url)
+    create_collection(page, "员工手册")
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": "年假.md", "mimeType": "text/markdown", "buffer": "# 年假\n\n十五天。".encode()}]
+    )
+    assert "1 added" in wait_job(page, "Done")
+    page.locator("#docs tr[data-path='年假.md']").wait_for()
+    page.get_by_role("button", name="Delete collection").click()
+    page.locator("#manage-status", has_text="Deleted").wait_for()
+    page.locator("#collection option[value='员工手册']").wait_for(state="detached")
     page.close()
 
 

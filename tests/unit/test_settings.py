@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rag_service.embedders import build_embedder
 from rag_service.errors import ConfigError
@@ -95,3 +96,33 @@ def test_an_embedder_brings_its_tuned_weights_unless_they_are_set(
     explicit = Settings(_env_file=None)  # type: ignore[call-arg]
     assert explicit.retrieval.dense_weight_zh == 0.7
     assert explicit.retrieval.bigram_weight_zh == tuned["bigram_weight_zh"]
+
+
+def test_every_path_setting_is_resolved_where_it_enters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative defaults included: the code after settings compares resolved paths only."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path / "link")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RAG_LLM__MODEL_PATH", "models/m.gguf")
+    monkeypatch.setenv("RAG_ANSWER__PROMPT_DIR", "~/prompts")
+    monkeypatch.setenv("RAG_EMBEDDER__MODELS_DIR", "../real/cache")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    real = tmp_path.resolve() / "real"
+    assert settings.data_dir == real / "data"
+    assert settings.corpus_dir == real / "corpus"
+    assert settings.llm.model_path == real / "models/m.gguf"
+    assert settings.answer.prompt_dir == tmp_path.resolve() / "prompts"
+    assert settings.embedder.models_dir == real / "cache"
+
+    def paths(model: BaseModel) -> Iterator[Path]:  # a path setting added later is seen too
+        for _, value in model:
+            if isinstance(value, BaseModel):
+                yield from paths(value)
+            elif isinstance(value, Path):
+                yield value
+
+    found = list(paths(settings))
+    assert len(found) == 5 and all(p == p.resolve() for p in found)

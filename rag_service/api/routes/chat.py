@@ -21,6 +21,7 @@ stream), not problem+json, since that is what these clients parse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ from rag_service.api.routes.ask import AskRequest, Turn
 from rag_service.api.routes.documents import citation_url
 from rag_service.api.schemas import CitationOut, Filters
 from rag_service.api.streaming import ClosingStreamingResponse
-from rag_service.collections import DEFAULT, NAME
+from rag_service.collections import DEFAULT, check_name
 from rag_service.errors import BadRequest, NotFound, RagError
 from rag_service.settings import Settings
 from rag_service.types import Chunk, Citation
@@ -322,9 +323,11 @@ def _collection_of(settings: Settings, model: str) -> str:
     if model == base:
         return DEFAULT
     prefix, _, name = model.partition("/")
-    if prefix != base or not NAME.fullmatch(name) or name == DEFAULT:
-        raise NotFound(f"the model {model[:100]!r} does not exist; GET /v1/models lists them")
-    return name
+    if prefix == base:
+        with contextlib.suppress(BadRequest):
+            if (name := check_name(name)) != DEFAULT:
+                return name
+    raise NotFound(f"the model {model[:100]!r} does not exist; GET /v1/models lists them")
 
 
 @router.get("/v1/models")

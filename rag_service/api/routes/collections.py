@@ -21,26 +21,37 @@ from starlette.datastructures import UploadFile
 
 from rag_service.api.auth import ADMIN, QUERY
 from rag_service.api.deps import IndexerDep, JobsDep, LibraryDep, SettingsDep
-from rag_service.collections import DEFAULT, NAME, Collection, store_name
-from rag_service.documents import check_source, read_document
+from rag_service.api.schemas import COLLECTION_NAME, NAME_DESCRIPTION, NAME_FORMAT
+from rag_service.collections import DEFAULT, Collection
+from rag_service.documents import (
+    check_new_source,
+    check_source,
+    claim_source,
+    read_document,
+    spelled,
+)
 from rag_service.errors import (
     BadRequest,
     BodyTimeout,
     BodyTooLarge,
     Forbidden,
+    IndexBusy,
     LengthRequired,
     NotFound,
 )
-from rag_service.index_state import index_fingerprint
 from rag_service.jobs import FileWrite, Job, JobRunner, Staging
+from rag_service.names import folded, nfc
 from rag_service.protocols import Indexer
 from rag_service.serving import Library
 from rag_service.settings import Settings
-from rag_service.stores import open_store
 
 router = APIRouter(tags=["collections"])
 
-CollectionName = Annotated[str, Path(pattern=f"^{NAME.pattern}$", max_length=48)]
+CollectionName = Annotated[
+    str,
+    Path(max_length=256, description=NAME_DESCRIPTION, json_schema_extra=NAME_FORMAT),
+    COLLECTION_NAME,
+]
 
 
 class CollectionOut(BaseModel):
@@ -100,7 +111,12 @@ def list_collections(library: LibraryDep, settings: SettingsDep) -> dict[str, li
     return {"collections": [_describe(store.get(name), settings) for name in store.names()]}
 
 
-@router.put("/v1/collections/{name}", dependencies=[ADMIN], status_code=201)
+@router.put(
+    "/v1/collections/{name}",
+    dependencies=[ADMIN],
+    status_code=201,
+    responses={200: {"model": CollectionOut, "description": "It exists already (either kind)."}},
+)
 def create_collection(
     name: CollectionName,
     library: LibraryDep,
@@ -113,16 +129,23 @@ def create_collection(
     if created:
         # An empty first generation: searching a new collection finds nothing (200), rather
         # than "no index yet" (503), and its documents are a 404 until they are written.
-        indexer.reindex(name, collection.folder, lambda done, total: None)
+        try:
+            indexer.reindex(collection.name, collection.folder, lambda done, total: None)
+        except IndexBusy:
+            pass  # a document job's reindex of it got there first and makes that generation
+        except Exception:
+            # A create that failed leaves nothing behind (what it wrote to the store, if
+            # anything, is undone by the first reindex of a collection of that name).
+            library.collections.unlist(collection)
+            library.collections.remove_files(collection)
+            raise
     else:
         response.status_code = 200
     return _describe(collection, settings)
 
 
 @router.delete("/v1/collections/{name}", dependencies=[ADMIN], status_code=204)
-def delete_collection(
-    name: CollectionName, library: LibraryDep, jobs: JobsDep, settings: SettingsDep
-) -> Response:
+def delete_collection(name: CollectionName, library: LibraryDep, jobs: JobsDep) -> Response:
     """Deletes the collection's index and, if managed, its documents (a mirrored collection's
     folder is left alone), after cancelling its document jobs. 409 while a reindex of it (the
     CLI's) is under way."""
@@ -131,24 +154,8 @@ def delete_collection(
     collection = library.collections.get(name)
     jobs.cancel_collection(name)
     with collection.state.reindex_lock():
-        library.forget(name)
-        _drop_stores(settings, collection)
-        library.collections.remove_files(collection)
+        library.remove(collection)
     return Response(status_code=204)
-
-
-def _drop_stores(settings: Settings, collection: Collection) -> None:
-    names = {
-        store_name(settings.store.collection_prefix, collection.name, index_fingerprint(settings))
-    }
-    if (pointer := collection.state.current()) is not None:
-        names.add(pointer.collection)
-    for name in names:
-        store = open_store(settings, name)
-        try:
-            store.drop()
-        finally:
-            store.close()
 
 
 @router.get("/v1/collections/{name}/documents", dependencies=[QUERY])
@@ -213,9 +220,9 @@ def get_document(name: CollectionName, path: str, library: LibraryDep) -> dict[s
 
 
 def check_document_path(path: str, indexer: Indexer) -> str:
-    """A path a document can be written to: relative, inside the folder, not hidden (a scan
-    skips hidden files), of a format the loaders read."""
-    check_source(path)
+    """A path a document can be written to, in NFC: relative, inside the folder, not hidden (a
+    scan skips hidden files), of a format the loaders read."""
+    path = check_new_source(path)
     if _hidden(path):
         raise BadRequest("a document path has no empty or hidden (dot) components")
     if not indexer.supports(path):
@@ -227,6 +234,22 @@ def _hidden(path: str) -> bool:
     return any(part.startswith(".") or not part for part in path.split("/"))
 
 
+def _documents(collection: Collection, jobs: JobRunner) -> set[str]:
+    """The collection's documents once its queued jobs are done: indexed, failed to read, or
+    written by a job (less those a job deletes)."""
+    state = collection.state
+    pointer = state.current()
+    found = set(state.manifest(pointer)) if pointer else set()
+    found |= set(state.last_failures())
+    for job in jobs.unfinished(collection.name):
+        for write in job.writes:
+            if write.staged is None:
+                found.discard(write.path)
+            else:
+                found.add(write.path)
+    return found
+
+
 def _accepted(job: Job) -> Response:
     return JSONResponse(job.public(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
@@ -235,7 +258,7 @@ def _content_length(request: Request, limit: int, what: str) -> int:
     raw = request.headers.get("content-length")
     if raw is None:
         raise LengthRequired(f"{what} needs a Content-Length header")
-    if not raw.isdigit() or int(raw) > limit:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > limit:
         raise BodyTooLarge(f"{what} is larger than {limit} bytes")
     return int(raw)
 
@@ -277,8 +300,9 @@ async def put_document(
     settings: SettingsDep,
 ) -> Response:
     """The request body is the file's bytes; the path's extension chooses the loader."""
-    check_document_path(path, indexer)
-    _writable_collection(name, library, settings)  # 404/403 before any byte is read
+    path = check_document_path(path, indexer)
+    collection = _writable_collection(name, library, settings)  # 404/403 before any byte is read
+    path = claim_source(path, _documents(collection, jobs))
     limit = min(settings.api.max_upload_bytes, settings.ingest.max_file_bytes)
     _content_length(request, limit, "the document")
     with jobs.staging() as staging:
@@ -319,7 +343,7 @@ async def upload_documents(
     settings: SettingsDep,
 ) -> Response:
     """A multipart upload of one or more files, each document named by its file name."""
-    _writable_collection(name, library, settings)  # 404/403 before any byte is read
+    collection = _writable_collection(name, library, settings)  # 404/403 before any byte is read
     _content_length(request, settings.api.max_upload_bytes, "the upload")
     api = settings.api
     try:
@@ -334,7 +358,10 @@ async def upload_documents(
         if not uploads:
             raise BadRequest("the upload holds no file (multipart parts with a filename)")
         with jobs.staging() as staging:
-            writes = _stage_uploads(uploads, staging, indexer, settings.ingest.max_file_bytes)
+            known = _documents(collection, jobs)
+            writes = _stage_uploads(
+                uploads, staging, indexer, settings.ingest.max_file_bytes, known
+            )
             job = jobs.submit(staging, name, writes)
     finally:
         await form.close()
@@ -342,15 +369,19 @@ async def upload_documents(
 
 
 def _stage_uploads(
-    uploads: list[UploadFile], staging: Staging, indexer: Indexer, max_file_bytes: int
+    uploads: list[UploadFile],
+    staging: Staging,
+    indexer: Indexer,
+    max_file_bytes: int,
+    known: set[str],
 ) -> list[FileWrite]:
     writes: list[FileWrite] = []
     seen: set[str] = set()
     for n, upload in enumerate(uploads):
-        path = check_document_path(upload.filename or "", indexer)
-        if path in seen:
-            raise BadRequest(f"{path!r} appears twice in the upload")
-        seen.add(path)
+        path = claim_source(check_document_path(upload.filename or "", indexer), known)
+        if folded(path) in seen:
+            raise BadRequest(f"{path!r} appears twice in the upload (or differs only in case)")
+        seen.add(folded(path))
         if upload.size is not None and upload.size > max_file_bytes:
             raise BodyTooLarge(f"{path!r} is larger than {max_file_bytes} bytes")
         with staging.file(n).open("wb") as out:
@@ -372,8 +403,9 @@ def delete_document(
 ) -> Response:
     """Deletes a document of the collection, never another file of its folder (a mirrored
     folder holds the user's notes, dotfiles, a .git): that is a 404, and the file stays."""
-    check_source(path)
+    path = check_source(nfc(path))
     collection = _writable_collection(name, library, settings)
+    path = spelled(path, _documents(collection, jobs))
     if not _known(collection, path, jobs, indexer):
         raise NotFound(f"no document {path!r} in {name!r}")
     with jobs.staging() as staging:

@@ -4,17 +4,20 @@
 link from a chat client); ``GET /v1/documents/{source}`` is the same as JSON for programs.
 
 How the HTML view is authenticated: a browser following a link cannot send a Bearer header, so
-where keys are required a citation link carries a token, ``<expiry>.<HMAC of source and
-expiry>`` under the API keys' secret, valid ``RAG_API__DOCUMENT_LINK_TTL_S`` (one day by default).
-Whoever was allowed to ask may pass the link on for that long, like the quote it backs, and for
-that one document only; a key in the headers works too. Without keys (loopback), it is as open
-as the rest of the API. The JSON variant takes a key, as every /v1 route does.
+where keys are required a citation link carries a token, ``<expiry>.<HMAC of collection,
+source and expiry>`` under the API keys' secret, valid ``RAG_API__DOCUMENT_LINK_TTL_S`` (one day
+by default). Whoever was allowed to ask may pass the link on for that long, like the quote it
+backs, and for that one document of that collection only; a key in the headers works too.
+Without keys (loopback), it is as open as the rest of the API. The JSON variant takes a key, as
+every /v1 route does.
 """
 
 from __future__ import annotations
 
 import hmac
 import html
+import json
+import re
 import time
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -36,10 +39,15 @@ _PURPOSE = "document-link"
 Offset = Annotated[int | None, Query(ge=0, le=2**31)]
 
 
+# A token: the expiry (Unix seconds) and the signature's hex digest.
+_TOKEN = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
+
+
 def _signature(gate: Gate, collection: str, source: str, expires: int) -> str:
-    # The default collection signs as before collections existed: old links stay valid.
-    signed = source if collection == DEFAULT else f"{collection}/{source}"
-    return gate.keys.sign(_PURPOSE, f"{signed}\n{expires}")
+    # As a JSON array, no two (collection, source) pairs sign the same message: joined with a
+    # "/", `handbook/faq.md` in `default` and `faq.md` in `handbook` did.
+    message = json.dumps([collection, source, expires], ensure_ascii=False)
+    return gate.keys.sign(_PURPOSE, message)
 
 
 def citation_url(
@@ -65,12 +73,12 @@ def _admit_link(
     if not gate.required or token is None:
         gate.admit(request, "query")  # no key needed, or the caller sent one in the headers
         return
-    expires, _, signature = token.partition(".")
-    if not expires.isdigit() or not hmac.compare_digest(
-        signature, _signature(gate, collection, source, int(expires))
+    parsed = _TOKEN.fullmatch(token)
+    if parsed is None or not hmac.compare_digest(
+        parsed[2], _signature(gate, collection, source, int(parsed[1]))
     ):
         raise Forbidden("this document link is not valid for this document")
-    if int(expires) < time.time():
+    if int(parsed[1]) < time.time():
         raise Forbidden("this document link has expired; ask again for a fresh one")
     address = request.client.host if request.client else "unknown"
     gate.limiter.take(f"address:{address}")
