@@ -6,7 +6,9 @@ tests/integration/test_packaged_reader.py."""
 from __future__ import annotations
 
 import hashlib
+import re
 import stat
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from rag_service.llms.packaged import (
 from rag_service.settings import LLMSettings
 
 pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
 
 PIECES = [b"GGUF" + bytes(range(256)) * 40, b"second part" * 1000, b"the end"]
 
@@ -101,3 +105,22 @@ def test_the_llamacpp_backend_names_the_packaged_models_when_it_has_no_file(
 ) -> None:
     with pytest.raises(ConfigError, match=r"RAG_LLM__MODEL_PATH .* qwen2\.5-coder-0\.5b-instruct"):
         LlamaCppLLM(LLMSettings(backend="llamacpp", model="qwen3-72b"), models_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "hashed"),
+    [
+        ("qwen2.5-coder-1.5b-instruct", "reader", "requirements-reader.txt"),
+        ("qwen2.5-coder-0.5b-instruct", "reader-small", "requirements-reader-small.txt"),
+    ],
+)
+def test_the_parts_are_pinned_alike_everywhere(name: str, extra: str, hashed: str) -> None:
+    """The registry, the pyproject extra, the hashed requirements and the lock name the same
+    parts at the same version: one bumped alone would assemble a file the sha256 refuses."""
+    model = PACKAGED_MODELS[name]
+    pins = [f"{package}=={model.version}" for package in model.packages]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert extras["optional-dependencies"][extra] == pins
+    text = (REPO / hashed).read_text()
+    assert re.findall(r"^(\S+==\S+) \\\n +--hash=sha256:[0-9a-f]{64}$", text, re.M) == pins
+    assert set(pins) <= set((REPO / "requirements.lock").read_text().splitlines())
