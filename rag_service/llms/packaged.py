@@ -48,7 +48,9 @@ class PackagedModel:
 
     @property
     def file_name(self) -> str:
-        return f"{self.name}-q4_k_m.gguf"
+        """Named after its content too: a file assembled under an earlier pin is never taken
+        for the one pinned now."""
+        return f"{self.name}-{self.sha256[:12]}.gguf"
 
     @property
     def pip_command(self) -> str:
@@ -95,10 +97,12 @@ def installed_parts(model: PackagedModel) -> list[Path]:
             continue
         expected = f"part{number:02d}.bin"
         located = [Path(str(f.locate())) for f in files if f.name == expected]
-        if version != model.version or not located or not located[0].is_file():
+        if version != model.version:
             wanting.append(f"{package} (found {version})")
-            continue
-        found.append(located[0])
+        elif not located or not located[0].is_file():
+            wanting.append(f"{package} (its {expected} is missing)")
+        else:
+            found.append(located[0])
     if wanting:
         raise ConfigError(
             f"the packaged model {model.name} is assembled from {model.parts} packages, and "

@@ -57,7 +57,7 @@ def test_the_parts_are_concatenated_in_order_and_renamed_into_place(tmp_path: Pa
     model, parts = made_parts(tmp_path / "parts")
     models = tmp_path / "models"
     path = assemble(model, models, parts)
-    assert path == models / "tiny-model-q4_k_m.gguf"
+    assert path == models / f"tiny-model-{model.sha256[:12]}.gguf"
     assert path.read_bytes() == b"".join(PIECES)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # a cache others may read
     assert list(models.iterdir()) == [path]  # no temporary file left
