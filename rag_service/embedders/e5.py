@@ -35,6 +35,7 @@ import numpy as np
 
 from rag_service.embedders.base import LazyEmbedder, mean_pooled
 from rag_service.errors import ConfigError
+from rag_service.models_dir import default_models_dir
 from rag_service.protocols import Vectors
 from rag_service.settings import E5_BUNDLED_MODEL
 
@@ -43,12 +44,6 @@ log = logging.getLogger(__name__)
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 MAX_TOKENS = 512
-
-
-def default_models_dir() -> Path:
-    """Where built models are cached: $XDG_CACHE_HOME/rag-service/models (~/.cache/...)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "rag-service" / "models"
 
 
 def bf16_is_faster() -> bool:

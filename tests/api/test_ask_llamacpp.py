@@ -1,4 +1,4 @@
-"""A real `rag serve` with the in-process `llamacpp` backend (the Gemma 3 270M GGUF): when the
+"""A real `rag serve` with the in-process `llamacpp` backend. With the Gemma 3 270M GGUF: when the
 model's worker process dies mid-answer, that stream ends with a 502 error event, the API stays
 up, and the next question is answered by a new worker."""
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import SMALL_READER
 from tests.servers import api_process, sse_events
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
@@ -73,3 +74,41 @@ def test_a_worker_that_dies_mid_answer_is_a_502_not_a_dead_api(
         with httpx.stream("POST", f"{api}/v1/ask", json=body, timeout=120) as response:
             events = sse_events(response)
         assert events[-1][0] == "done"
+
+
+def test_the_packaged_instruct_model_answers_by_name_over_http(
+    tmp_path: Path, indexed_docs: dict[str, str], small_reader_models_dir: Path
+) -> None:
+    """RAG_LLM__MODEL names the packaged Qwen2.5-Coder-0.5B-Instruct and no file: the server
+    finds it in its models folder, and its answer goes through the citation check."""
+    env = {
+        **indexed_docs,
+        "RAG_LLM__BACKEND": "llamacpp",
+        "RAG_LLM__MODEL": SMALL_READER,
+        "RAG_EMBEDDER__MODELS_DIR": str(small_reader_models_dir),
+        "RAG_LLM__N_CTX": "2048",
+        "RAG_LLM__MAX_TOKENS": "64",
+        # One passage keeps the prompt, and so the CPU time on a shared host, short.
+        "RAG_ANSWER__TOP_K": "1",
+        "RAG_ANSWER__MIN_COVERAGE_EN": "0",  # always ask the model
+    }
+    with api_process(tmp_path, env) as (api, _):
+        response = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}, timeout=120)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["generator"] == {
+        "backend": "llamacpp",
+        "model": SMALL_READER,
+        "fallback_reason": None,
+    }
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    assert body["answer"] and "<|im_" not in body["answer"]  # the chat template's own turns
+    if body["answerable"]:
+        assert body["refusal_reason"] is None
+        passages = {p["chunk_id"] for p in body["passages"]}
+        assert all(c["chunk_id"] in passages for c in body["citations"])
+        for mark in body["marks"]:
+            cited = body["citations"][mark["citation"]]["n"]
+            assert body["answer"][mark["start"] : mark["end"]] == f"[{cited}]"
+    else:
+        assert body["refusal_reason"]

