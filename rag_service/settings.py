@@ -143,6 +143,14 @@ class RetrievalSettings(BaseModel):
     dense_weight_en: float = Field(1.0, ge=0)
     bm25_weight_zh: float = Field(1.0, ge=0)
     dense_weight_zh: float = Field(0.2, ge=0)
+    # A query whose passages are in the other language (the language of most of the dense
+    # list's top `passage_language_depth` chunks) is fused with the cross weights instead:
+    # across languages BM25 matches only names and numbers. Depth 0: the query's language alone.
+    bm25_weight_cross: float = Field(1.0, ge=0)
+    dense_weight_cross: float = Field(1.0, ge=0)
+    passage_language_depth: int = Field(
+        0, ge=0, le=50, description="Top dense hits that tell the passages' language; 0: off."
+    )
     candidates: int = Field(50, ge=1, le=1000, description="Depth of each list before fusion.")
     # The share of the mean query vector of the query's language subtracted before the dense
     # search (retrieval/centering.py); only embedders with shipped means are affected.
