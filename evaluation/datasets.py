@@ -84,6 +84,11 @@ def derive_set(directory: Path, workdir: Path) -> Path:
             f"{directory} is not a set folder, nor a derived set "
             f"({', '.join(sorted(DERIVED))}) beside its sources"
         )
+    for source in {spec.questions, spec.corpus}:
+        if not (directory.parent / source / "corpus.jsonl").is_file():
+            raise ConfigError(
+                f"{directory.name} is built from {directory.parent / source}: not found"
+            )
     convert = _converter(spec.opencc)
     convert_corpus = convert if spec.convert_corpus else str
     corpus = _read_jsonl(directory.parent / spec.corpus / "corpus.jsonl")

@@ -92,3 +92,5 @@ def test_derived_sets_are_built_from_the_parallel_shared_ones(tmp_path: Path) ->
     assert not (tmp_path / "eval" / "xquad_en2zh").exists()  # nothing written beside the sources
     with pytest.raises(ConfigError, match="xquad_en2zh"):
         load_eval_set(shared / "no_such_set", tmp_path / "d")
+    with pytest.raises(ConfigError, match=r"built from .*cmrc2018_dev: not found"):
+        load_eval_set(shared / "cmrc2018_dev_hant", tmp_path / "e")
