@@ -250,7 +250,9 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429, 5xx.")
     model_path: ResolvedPath | None = Field(None, description="GGUF file for the llamacpp backend.")
     n_ctx: int = Field(4096, ge=256, description="llamacpp context window in tokens.")
-    # On 2 cores one thread measured 2-3x faster than two (the other core serves the API).
+    # One thread by default: on a shared 2-core host two threads with OpenMP's default spin-wait
+    # decoded at under 1 token/s; with OMP_WAIT_POLICY=passive two were faster
+    # (bench/reader_speed.py, docs/benchmarks.md). The other core serves the API.
     n_threads: int = Field(1, ge=1, description="llamacpp CPU threads.")
     temperature: float = Field(0.1, ge=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
