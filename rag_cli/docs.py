@@ -72,7 +72,7 @@ def _report(job: dict[str, Any], wait: bool, as_json: bool) -> None:
         typer.echo(_outcome(job))
         for failure in (job.get("result") or {}).get("failed", []):
             typer.echo(f"  failed  {failure['path']}: {failure['error']}")
-    if job["state"] == "failed":
+    if job["state"] in ("failed", "cancelled"):  # neither did what was asked
         raise typer.Exit(1)
 
 

@@ -478,9 +478,9 @@ def apply_write(folder: Path, write: FileWrite, job_dir: Path, n: int) -> None:
 def undo_write(folder: Path, write: FileWrite, job_dir: Path, n: int) -> None:
     """Put back what the n-th write replaced (nothing if it was never applied). Idempotent."""
     target = folder / write.path
+    _check_inside(folder, target)  # as apply_write: a link swapped in since must not lead out
     before, absent = job_dir / f"{n}.before", job_dir / f"{n}.absent"
     if before.exists():
-        _check_inside(folder, target)
         target.parent.mkdir(parents=True, exist_ok=True)
         _place(before, target, n)
     elif absent.exists():

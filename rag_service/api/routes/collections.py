@@ -405,28 +405,12 @@ def delete_document(
     folder holds the user's notes, dotfiles, a .git): that is a 404, and the file stays."""
     path = check_source(nfc(path))
     collection = _writable_collection(name, library, settings)
-    path = spelled(path, _documents(collection, jobs))
-    if not _known(collection, path, jobs, indexer):
+    documents = _documents(collection, jobs)
+    path = spelled(path, documents)
+    # Of a format the collection indexes, not hidden, and known to it: being a file in the
+    # folder is not enough.
+    if _hidden(path) or not indexer.supports(path) or path not in documents:
         raise NotFound(f"no document {path!r} in {name!r}")
     with jobs.staging() as staging:
         job = jobs.submit(staging, name, [FileWrite(path, None)])
     return _accepted(job)
-
-
-def _known(collection: Collection, path: str, jobs: JobRunner, indexer: Indexer) -> bool:
-    """A document the collection knows: of a format it indexes, not hidden, and in its index
-    (or listed as failing to index) or about to be (an unfinished upload). Being a file in the
-    folder is not enough."""
-    if _hidden(path) or not indexer.supports(path):
-        return False
-    state = collection.state
-    pointer = state.current()
-    if pointer is not None and path in state.manifest(pointer):
-        return True
-    if path in state.last_failures():
-        return True
-    return any(
-        w.path == path and w.staged is not None
-        for j in jobs.unfinished(collection.name)
-        for w in j.writes
-    )
