@@ -26,12 +26,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("sets", nargs="+", help="Names under ../shared/eval, or 'corpus'.")
     parser.add_argument("--limit", type=int, default=None, help="First N questions of a set.")
+    parser.add_argument("--every", type=int, default=1, help="Each n-th question (a sample).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     cache = REPO / "data" / "eval-cache" / "embeddings.sqlite"
     for name in args.sets:
         folder = REPO / "corpus" if name == "corpus" else EVAL_DIR / name
-        _, records = answer_records(folder, Settings(), cache, args.limit)
+        _, records = answer_records(folder, Settings(), cache, args.limit, args.every)
         args.out.mkdir(parents=True, exist_ok=True)
         out = args.out / f"answer-records-{name}.json"
         out.write_text(json.dumps([asdict(r) for r in records]) + "\n")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import percentile
-from evaluation.runner import prepared_set
-from rag_service.answering import Answer, Question, build_answer_service
+from evaluation.runner import PreparedSet, prepared_set
+from rag_service.answering import Answer, AnswerService, Question, build_answer_service
 from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import CJK_CHAR, normalize
 from rag_service.settings import Settings
@@ -87,6 +87,16 @@ class AnswerRecord:
     # The rule that judged each ("en", "zh", or "cross": the top passage in the other language).
     rule: str = ""
     rule_without_gold: str = ""
+    # Who decided ("rule", "judge", "rule_judge_failed") and the judge's P(answers), if asked.
+    decided_by: str = "rule"
+    decided_by_without_gold: str = "rule"
+    judge_probability: float | None = None
+    judge_probability_without_gold: float | None = None
+    answer_chars: int = 0  # of the answer with the gold documents, citation markers excluded
+
+
+def _probability(answer: Answer) -> float | None:
+    return answer.judgement.probability if answer.judgement else None
 
 
 def _answer_text(answer: Answer) -> str:
@@ -95,41 +105,61 @@ def _answer_text(answer: Answer) -> str:
 
 
 def answer_records(
-    dataset_dir: Path, settings: Settings, cache_path: Path, limit: int | None = None
+    dataset_dir: Path,
+    settings: Settings,
+    cache_path: Path,
+    limit: int | None = None,
+    every: int = 1,
 ) -> tuple[str, list[AnswerRecord]]:
+    """``limit``: the first questions only; ``every``: each n-th of them (a sample spread over
+    the whole set, whose questions come grouped by article)."""
     with prepared_set(dataset_dir, settings, cache_path, limit) as prepared:
         service = build_answer_service(prepared.settings, prepared.service)
-        params = settings.llm.generation_params()
-        all_sources = frozenset(prepared.source_of.values())
-        records = []
-        for q in prepared.eval_set.questions:
-            if not q.answers:
-                continue
-            started = time.perf_counter()
-            with_gold = service.ask(Question(q.question, params))
-            ms = (time.perf_counter() - started) * 1000
-            without = SearchFilters(sources=all_sources - q.gold - q.related)
-            without_gold = service.ask(Question(q.question, params, filters=without))
-            text = _answer_text(with_gold)
-            records.append(
-                AnswerRecord(
-                    qid=q.qid,
-                    language=with_gold.language,
-                    answered=with_gold.answerable,
-                    contains_gold=contains_answer(text, q.answers),
-                    exact=exact_match(text, q.answers),
-                    f1=f1(text, q.answers),
-                    coverage=with_gold.coverage,
-                    ms=ms,
-                    refused_without_gold=not without_gold.answerable,
-                    coverage_without_gold=without_gold.coverage,
-                    similarity=with_gold.similarity,
-                    similarity_without_gold=without_gold.similarity,
-                    rule=with_gold.rule,
-                    rule_without_gold=without_gold.rule,
-                )
+        try:
+            return prepared.eval_set.name, _records(prepared, service, settings, every)
+        finally:
+            service.close()
+
+
+def _records(
+    prepared: PreparedSet, service: AnswerService, settings: Settings, every: int
+) -> list[AnswerRecord]:
+    params = settings.llm.generation_params()
+    all_sources = frozenset(prepared.source_of.values())
+    records = []
+    for q in prepared.eval_set.questions[::every]:
+        if not q.answers:
+            continue
+        started = time.perf_counter()
+        with_gold = service.ask(Question(q.question, params))
+        ms = (time.perf_counter() - started) * 1000
+        without = SearchFilters(sources=all_sources - q.gold - q.related)
+        without_gold = service.ask(Question(q.question, params, filters=without))
+        text = _answer_text(with_gold)
+        records.append(
+            AnswerRecord(
+                qid=q.qid,
+                language=with_gold.language,
+                answered=with_gold.answerable,
+                contains_gold=contains_answer(text, q.answers),
+                exact=exact_match(text, q.answers),
+                f1=f1(text, q.answers),
+                coverage=with_gold.coverage,
+                ms=ms,
+                refused_without_gold=not without_gold.answerable,
+                coverage_without_gold=without_gold.coverage,
+                similarity=with_gold.similarity,
+                similarity_without_gold=without_gold.similarity,
+                rule=with_gold.rule,
+                rule_without_gold=without_gold.rule,
+                decided_by=with_gold.decided_by,
+                decided_by_without_gold=without_gold.decided_by,
+                judge_probability=_probability(with_gold),
+                judge_probability_without_gold=_probability(without_gold),
+                answer_chars=len(" ".join(text.split())),
             )
-        return prepared.eval_set.name, records
+        )
+    return records
 
 
 def summarise_answers(name: str, records: Sequence[AnswerRecord]) -> dict[str, Any]:
@@ -143,6 +173,15 @@ def summarise_answers(name: str, records: Sequence[AnswerRecord]) -> dict[str, A
         "f1": sum(r.f1 for r in records) / n,
         "refused_answerable": sum(not r.answered for r in records) / n,
         "answered_unanswerable": sum(not r.refused_without_gold for r in records) / n,
+        # The mean length of the answers given, in characters: shorter is better when the gold
+        # answer is in it.
+        "answer_chars": sum(r.answer_chars for r in records if r.answered)
+        / (sum(r.answered for r in records) or 1),
+        # The share of the 2 x questions (with and without the gold documents) the judge read.
+        "reached_judge": sum(
+            (r.decided_by != "rule") + (r.decided_by_without_gold != "rule") for r in records
+        )
+        / (2 * n),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
     }

@@ -10,6 +10,10 @@ miss; a dense model that reads both languages can tell some of them, and tells m
 sentence that says the answer than from a passage on the topic as a whole (docs/evaluation.md,
 *Answer quality and refusal*).
 
+Near the threshold, and when the top passage is in the other language, a reader model decides
+instead if one is configured (``RAG_JUDGE__BACKEND``, judging.py): the rule decides the clear
+cases in milliseconds, the judge the uncertain band in seconds. ``decided_by`` says which did.
+
 Each stage hands the next a frozen value: ``Evidence`` (what was found, how well it covers the
 question, the prompt if it is worth asking), then the ``Answer``, built once at the end.
 """
@@ -23,17 +27,18 @@ from dataclasses import dataclass
 
 from rag_service.citations import Mark, check_citations
 from rag_service.errors import UpstreamError
+from rag_service.judging import bounded_passage, build_judge
 from rag_service.llms import build_fallback_llm, build_llm
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
-from rag_service.protocols import LLM
+from rag_service.protocols import LLM, EvidenceJudge
 from rag_service.retrieval.language import query_language
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.serving import SearchService
-from rag_service.settings import AnswerSettings, Settings
+from rag_service.settings import AnswerSettings, JudgeSettings, Settings
 from rag_service.similarity import SentenceSimilarity
 from rag_service.text import MatchForm
-from rag_service.types import Citation, GenerationParams, Message, Prompt, Usage
+from rag_service.types import Citation, GenerationParams, Judgement, Message, Prompt, Usage
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +62,19 @@ class Evidence:
     coverage: float  # share of the question's informative words in the best passage
     similarity: float | None  # best cosine with a sentence of the top passage; None: not weighed
     rule: str  # which rule judged it: "en", "zh" or "cross" (top passage in the other language)
+    decided_by: str  # "rule", "judge", or "rule_judge_failed" (the judge was asked and failed)
+    judgement: Judgement | None  # the judge's, when it was asked and answered
     generation: int  # the index generation that was searched
     prompt: Prompt | None  # None: too weak to ask the LLM, the answer is a refusal
     search: SearchTimings
-    elapsed_ms: float  # from the question to this value: search, coverage and prompt
+    elapsed_ms: float  # from the question to this value: search, coverage, judgement and prompt
 
 
 @dataclass(frozen=True)
 class AnswerTimings:
     retrieve_ms: float  # both retrievers and their fusion
     rerank_ms: float  # the shortlist: fetch, bigram boost, reranker
+    judge_ms: float  # 0 when the judge was not asked
     generate_ms: float  # 0 when the LLM was not asked
     total_ms: float
 
@@ -75,6 +83,7 @@ class AnswerTimings:
         return {
             "retrieve": self.retrieve_ms,
             "rerank": self.rerank_ms,
+            "judge": self.judge_ms,
             "generate": self.generate_ms,
             "total": self.total_ms,
         }
@@ -90,6 +99,8 @@ class Answer:
     coverage: float
     similarity: float | None
     rule: str  # the refusal rule that judged the evidence: "en", "zh" or "cross"
+    decided_by: str  # "rule", "judge" or "rule_judge_failed"
+    judgement: Judgement | None
     backend: str
     model: str
     generation: int
@@ -153,21 +164,45 @@ class AnswerService:
         settings: AnswerSettings,
         fallback: LLM | None = None,
         sentences: SentenceSimilarity | None = None,
+        judge: EvidenceJudge | None = None,
+        judging: JudgeSettings | None = None,
     ) -> None:
         """``fallback``, if given, answers when ``llm`` fails before it has written anything.
-        ``sentences``: shared with the answerers of other collections (same embedder)."""
+        ``sentences``: shared with the answerers of other collections (same embedder).
+        ``judge``: decides the uncertain band of the refusal rule, as ``judging`` says."""
         self._search = search
         self.llm = llm
         self._prompts = prompts
         self._settings = settings
         self._fallback = fallback
         self._sentences = sentences or SentenceSimilarity(search.embedder)
+        self.judge = judge
+        self._judging = judging or JudgeSettings()
 
     def over(self, search: SearchService) -> AnswerService:
-        """The same answerer (one LLM, one set of prompts) over another collection's index."""
+        """The same answerer (one LLM, one judge, one set of prompts) over another collection's
+        index."""
         return AnswerService(
-            search, self.llm, self._prompts, self._settings, self._fallback, self._sentences
+            search,
+            self.llm,
+            self._prompts,
+            self._settings,
+            self._fallback,
+            self._sentences,
+            self.judge,
+            self._judging,
         )
+
+    def warm_up(self) -> None:
+        """Load the models now, not at the first question."""
+        self.llm.warm_up()
+        if self.judge is not None:
+            self.judge.warm_up()
+
+    def close(self) -> None:
+        self.llm.close()
+        if self.judge is not None:
+            self.judge.close()
 
     def _rule(self, language: str, passage_language: str) -> tuple[str, float, float]:
         """Which rule judges the evidence ("en", "zh" or "cross"), its similarity weight and
@@ -205,8 +240,9 @@ class AnswerService:
             )
             top = found.passages[0].chunk.text if found.passages else ""
             rule, weight, threshold = self._rule(found.language, query_language(top))
-            similarity = None
-            if weight and top:
+            sentences: list[str] = []
+            cosines: list[float] = []
+            if top and (weight or self.judge is not None):
                 # Across languages the centered vector, as searched: it drops the direction
                 # every question of its language shares, which a passage in the other lacks.
                 query = (
@@ -214,9 +250,20 @@ class AnswerService:
                     if rule == "cross"
                     else self._sentences.query_vector(question.text)
                 )
-                similarity = self._sentences.best(query, top)
+                sentences, cosines = self._sentences.scored(query, top)
+        similarity = max(cosines) if weight and cosines else None
+        score = best + weight * (similarity or 0.0)
+        passes, decided_by, judgement = score >= threshold, "rule", None
+        if found.passages and self._needs_judge(rule, score, threshold):
+            try:
+                judgement = self._ask_judge(question.text, found.language, rule, sentences, cosines)
+            except UpstreamError as exc:
+                log.warning("the judge failed (%s); the rule decides", exc)
+                decided_by = "rule_judge_failed"
+            else:
+                passes, decided_by = judgement.probability >= self._min_probability(rule), "judge"
         prompt = None
-        if found.passages and best + weight * (similarity or 0.0) >= threshold:
+        if found.passages and passes:
             chunks = [p.chunk for p in found.passages]
             prompt = self._prompts.build(question.text, chunks, question.history)
         return Evidence(
@@ -226,11 +273,51 @@ class AnswerService:
             coverage=best,
             similarity=similarity,
             rule=rule,
+            decided_by=decided_by,
+            judgement=judgement,
             generation=found.pointer.generation,
             prompt=prompt,
             search=found.timings,
             elapsed_ms=(time.perf_counter() - clock) * 1000,
         )
+
+    def _needs_judge(self, rule: str, score: float, threshold: float) -> bool:
+        """The band the rule is unsure of, and every question across languages."""
+        j = self._judging
+        if self.judge is None:
+            return False
+        if rule == "cross" and j.cross:
+            return True
+        return threshold - j.band_below <= score < threshold + j.band_above
+
+    def _min_probability(self, rule: str) -> float:
+        j = self._judging
+        return {
+            "en": j.min_probability_en,
+            "zh": j.min_probability_zh,
+            "cross": j.min_probability_cross,
+        }[rule]
+
+    def _ask_judge(
+        self,
+        question: str,
+        language: str,
+        rule: str,
+        sentences: list[str],
+        cosines: list[float],
+    ) -> Judgement:
+        assert self.judge is not None
+        passage = bounded_passage(sentences, cosines, self._judging.passage_tokens)
+        judgement = self.judge.judge(question, language, passage)
+        log.info(
+            "judge (%s rule): P(answers) %.3f, %d of %d prompt tokens read in %.0f ms",
+            rule,
+            judgement.probability,
+            judgement.evaluated_tokens,
+            judgement.prompt_tokens,
+            judgement.ms,
+        )
+        return judgement
 
     def _stand_in(self, exc: UpstreamError) -> LLM:
         if self._fallback is None:
@@ -325,6 +412,8 @@ class AnswerService:
             coverage=evidence.coverage,
             similarity=evidence.similarity,
             rule=evidence.rule,
+            decided_by=evidence.decided_by,
+            judgement=evidence.judgement,
             backend=llm.backend,
             model=llm.model,
             generation=evidence.generation,
@@ -338,6 +427,7 @@ class AnswerService:
             timings=AnswerTimings(
                 retrieve_ms=evidence.search.retrieve_ms,
                 rerank_ms=evidence.search.shortlist_ms,
+                judge_ms=evidence.judgement.ms if evidence.judgement else 0.0,
                 generate_ms=generate_ms,
                 total_ms=evidence.elapsed_ms + generate_ms,
             ),
@@ -346,11 +436,14 @@ class AnswerService:
 
 def build_answer_service(settings: Settings, search: SearchService) -> AnswerService:
     sentences = SentenceSimilarity(search.embedder)  # the refusal rule's and the extractive's
+    llm = build_llm(settings, sentences)
     return AnswerService(
         search,
-        build_llm(settings, sentences),
+        llm,
         PromptBuilder(load_templates(settings.answer.prompt_dir)),
         settings.answer,
         fallback=build_fallback_llm(settings, sentences),
         sentences=sentences,
+        judge=build_judge(settings, llm),
+        judging=settings.judge,
     )

@@ -58,11 +58,12 @@ class PromptTemplate:
         return substitute(self.system), substitute(self.user)
 
 
-def load_templates(folder: Path | None) -> dict[str, PromptTemplate]:
-    """``answer.<lang>.txt`` for each language, from ``folder`` or the built-in ones."""
+def load_templates(folder: Path | None, stage: str = "answer") -> dict[str, PromptTemplate]:
+    """``<stage>.<lang>.txt`` for each language (``answer``, ``judge``), from ``folder`` or the
+    built-in ones."""
     templates = {}
     for language in LANGUAGES:
-        name = f"answer.{language}.txt"
+        name = f"{stage}.{language}.txt"
         if folder is None:
             text = resources.files("rag_service.prompts").joinpath(name).read_text("utf-8")
         else:
@@ -80,8 +81,13 @@ def _attribute(value: str) -> str:
     return html.escape(" ".join(value.split()), quote=True)
 
 
+def fence(text: str) -> str:
+    """A document tag inside a document's text is defused: it cannot close the fence."""
+    return _DOCUMENT_TAG.sub(r"<\1doc", text)
+
+
 def format_passage(n: int, chunk: Chunk) -> str:
-    text = _DOCUMENT_TAG.sub(r"<\1doc", chunk.text)
+    text = fence(chunk.text)
     source, title = _attribute(chunk.source), _attribute(chunk.title)
     return f'<document n="{n}" source="{source}" title="{title}">\n{text}\n</document>'
 

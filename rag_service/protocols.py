@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from rag_service.types import Chunk, Completion, GenerationParams, Prompt, ScoredId
+from rag_service.types import Chunk, Completion, GenerationParams, Judgement, Prompt, ScoredId
 
 Vectors = NDArray[np.float32]
 
@@ -154,6 +154,23 @@ class LLM(Protocol):
     def close(self) -> None:
         """Release what it holds (files, connections); it is not used afterwards."""
         ...
+
+
+class EvidenceJudge(Protocol):
+    """Reads a question and a passage and says how likely the passage answers it: the part of
+    the refusal decision that words and cosines cannot make (answering.py, judging.py). Raises
+    ``UpstreamError`` when the model fails."""
+
+    @property
+    def model(self) -> str: ...
+
+    def judge(self, question: str, language: str, passage: str) -> Judgement:
+        """``language``: the question's ("en" or "zh"), which picks the prompt."""
+        ...
+
+    def warm_up(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Indexer(Protocol):

@@ -298,6 +298,40 @@ class AnswerSettings(BaseModel):
     )
 
 
+class JudgeSettings(BaseModel):
+    """The reader that judges the evidence the refusal rule is unsure of (judging.py): an
+    instruct model asked whether the top passage answers the question."""
+
+    backend: Literal["off", "llamacpp"] = Field(
+        "off", description="off: the refusal rule decides alone; llamacpp: a local model judges."
+    )
+    model: str = Field(
+        "qwen2.5-coder-1.5b-instruct",
+        description="Without model_path, a model packaged on PyPI (assembled on first use).",
+    )
+    model_path: ResolvedPath | None = Field(None, description="A GGUF file instead.")
+    prompt_dir: ResolvedPath | None = Field(
+        None, description="Folder with judge.en.txt and judge.zh.txt; default: built-in."
+    )
+    n_ctx: int = Field(1024, ge=256, description="Context window in tokens.")
+    n_threads: int = Field(2, ge=1, description="CPU threads.")
+    timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for a judgement; past it the rule decides."
+    )
+    passage_tokens: int = Field(
+        160, ge=16, le=2048, description="The window of the passage the judge reads, in tokens."
+    )
+    # The band of the rule's score (coverage + weight x similarity, in its units) that the
+    # judge decides: [threshold - band_below, threshold + band_above). Outside it the rule does.
+    band_below: float = Field(0.1, ge=0)
+    band_above: float = Field(0.1, ge=0)
+    # Questions whose top passage is in the other language go to the judge whatever the score.
+    cross: bool = True
+    min_probability_en: float = Field(0.5, ge=0, le=1)
+    min_probability_zh: float = Field(0.5, ge=0, le=1)
+    min_probability_cross: float = Field(0.5, ge=0, le=1)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -411,6 +445,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     llm: LLMSettings = LLMSettings()
     answer: AnswerSettings = AnswerSettings()
+    judge: JudgeSettings = JudgeSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
 

@@ -60,7 +60,12 @@ class SentenceSimilarity:
         return result
 
     def best(self, query: Vectors, passage: str) -> float | None:
+        _, cosines = self.scored(query, passage)
+        return max(cosines) if cosines else None
+
+    def scored(self, query: Vectors, passage: str) -> tuple[list[str], list[float]]:
+        """The passage's sentences and the question's cosine with each."""
         sentences = [s.text for s in split_sentences(passage)]
         if not sentences:
-            return None
-        return float(np.max(self.cosines(query, sentences)))
+            return [], []
+        return sentences, [float(c) for c in self.cosines(query, sentences)]

@@ -90,6 +90,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Judgement:
+    """A reader's verdict on whether a passage answers a question."""
+
+    probability: float  # that it does
+    prompt_tokens: int
+    evaluated_tokens: int  # the prompt's tokens the model read; the rest it had cached
+    ms: float
+
+
+@dataclass(frozen=True)
 class Completion:
     """A whole completion, or, in a stream, one piece of it (usage on the last, when known)."""
 

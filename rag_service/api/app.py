@@ -95,7 +95,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         await anyio.to_thread.run_sync(embedder.warm_up)
         if reranker is not None:
             await anyio.to_thread.run_sync(reranker.warm_up)
-        await anyio.to_thread.run_sync(answers.llm.warm_up)
+        await anyio.to_thread.run_sync(answers.warm_up)
         # The first query would otherwise pay for jieba's dictionary (~1 s) and torch's first run.
         await anyio.to_thread.run_sync(tokenize, "预热 warm-up")
         await anyio.to_thread.run_sync(embedder.embed_query, "warm-up")
@@ -105,7 +105,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         yield
         await anyio.to_thread.run_sync(runner.close)
         library.close()
-        answers.llm.close()
+        answers.close()
         if reranker is not None:
             reranker.close()
         embedder.close()

@@ -182,6 +182,10 @@ class AskResponse(BaseModel):
     # does not weigh it (an embedder without calibrated weights).
     similarity: float | None
     evidence_rule: str  # "en", "zh", or "cross" (the top passage is in the other language)
+    # Who decided whether the documents answer: "rule", "judge" (the reader model, near the
+    # rule's threshold and across languages), or "rule_judge_failed" (asked, failed: the rule).
+    decided_by: str
+    judge_probability: float | None  # the judge's P(the top passage answers); null: not asked
     citations: list[CitationOut]
     marks: list[MarkOut]
     dropped_citations: int
@@ -203,6 +207,8 @@ class AskResponse(BaseModel):
             coverage=round(answer.coverage, 4),
             similarity=None if answer.similarity is None else round(answer.similarity, 4),
             evidence_rule=answer.rule,
+            decided_by=answer.decided_by,
+            judge_probability=round(answer.judgement.probability, 4) if answer.judgement else None,
             citations=[CitationOut(**vars(c)) for c in answer.citations],
             marks=[MarkOut(**vars(m)) for m in answer.marks],
             dropped_citations=answer.dropped_citations,

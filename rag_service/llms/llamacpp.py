@@ -21,7 +21,7 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -39,10 +39,17 @@ from rag_service.llms.packaged import (
 )
 from rag_service.models_dir import default_models_dir
 from rag_service.settings import LLMSettings
-from rag_service.types import Completion, GenerationParams, Prompt, Usage
+from rag_service.types import Completion, GenerationParams, Message, Prompt, Usage
 
 # A worker asked to cancel finishes the token it is on; one that does not answer by then is hung.
 _CANCEL_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Judged:
+    probability: float  # of a yes-word rather than a no-word as the answer's first token
+    prompt_tokens: int
+    evaluated_tokens: int  # the rest were still in the context from the request before
 
 
 @dataclass
@@ -112,6 +119,21 @@ class LlamaCppLLM:
     def stream(self, prompt: Prompt, params: GenerationParams) -> Iterator[Completion]:
         with self._lock:
             yield from self._generate(prompt, params, stream=True)
+
+    def judge(
+        self, messages: Sequence[Message], yes_words: Sequence[str], no_words: Sequence[str]
+    ) -> Judged:
+        """One forward pass over the prompt, no sampling (llamacpp_worker.py). A worker that
+        does not answer within the timeout is replaced."""
+        with self._lock:
+            deadline = time.monotonic() + self._settings.timeout_s
+            worker = self._ready(deadline)
+            request = [{"role": m.role, "content": m.content} for m in messages]
+            worker.conn.send(("judge", request, tuple(yes_words), tuple(no_words)))
+            kind, *data = self._receive(worker, deadline)
+        if kind != "judged":
+            raise UpstreamError(f"llama.cpp failed: {data[0] if data else kind}")
+        return Judged(*data)
 
     def close(self) -> None:
         # A stream its reader never closed still holds the lock: stop the worker regardless.
