@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rag_service.citations import Mark, check_citations
+from rag_service.conversation import Condenser, RuleCondenser, build_condenser
 from rag_service.errors import UpstreamError
 from rag_service.llms import build_fallback_llm, build_llm
 from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
@@ -52,6 +53,7 @@ class Evidence:
     """What one search of one generation found for a question, judged before any LLM runs."""
 
     question: str
+    standalone_question: str  # what was searched and judged: the question, or a follow-up resolved
     language: str
     passages: tuple[RetrievedPassage, ...]
     coverage: float  # share of the question's informative words in the best passage
@@ -83,6 +85,7 @@ class AnswerTimings:
 @dataclass(frozen=True)
 class Answer:
     question: str
+    standalone_question: str
     language: str
     answer: str
     answerable: bool
@@ -153,20 +156,29 @@ class AnswerService:
         settings: AnswerSettings,
         fallback: LLM | None = None,
         sentences: SentenceSimilarity | None = None,
+        condenser: Condenser | None = None,
     ) -> None:
         """``fallback``, if given, answers when ``llm`` fails before it has written anything.
-        ``sentences``: shared with the answerers of other collections (same embedder)."""
+        ``sentences``: shared with the answerers of other collections (same embedder).
+        ``condenser``: makes a follow-up standalone (default: the rule)."""
         self._search = search
         self.llm = llm
         self._prompts = prompts
         self._settings = settings
         self._fallback = fallback
         self._sentences = sentences or SentenceSimilarity(search.embedder)
+        self._condenser = condenser or RuleCondenser()
 
     def over(self, search: SearchService) -> AnswerService:
         """The same answerer (one LLM, one set of prompts) over another collection's index."""
         return AnswerService(
-            search, self.llm, self._prompts, self._settings, self._fallback, self._sentences
+            search,
+            self.llm,
+            self._prompts,
+            self._settings,
+            self._fallback,
+            self._sentences,
+            self._condenser,
         )
 
     def _rule(self, language: str, passage_language: str) -> tuple[str, float, float]:
@@ -195,9 +207,10 @@ class AnswerService:
         from the same generation, even if a reindex commits meanwhile."""
         clock = time.perf_counter()
         top_k = question.top_k or self._settings.top_k
-        q_tokens = tokenize(question.text)
+        text = self._condenser.standalone(question.text, question.history)
+        q_tokens = tokenize(text)
         with self._search.current() as served:
-            found = self._search.search_served(served, question.text, top_k, question.filters)
+            found = self._search.search_served(served, text, top_k, question.filters)
             idf = served.idf(q_tokens)
             best = max(
                 (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
@@ -210,17 +223,18 @@ class AnswerService:
                 # Across languages the centered vector, as searched: it drops the direction
                 # every question of its language shares, which a passage in the other lacks.
                 query = (
-                    served.retriever.dense.query_vector(question.text)
+                    served.retriever.dense.query_vector(text)
                     if rule == "cross"
-                    else self._sentences.query_vector(question.text)
+                    else self._sentences.query_vector(text)
                 )
                 similarity = self._sentences.best(query, top)
         prompt = None
         if found.passages and best + weight * (similarity or 0.0) >= threshold:
             chunks = [p.chunk for p in found.passages]
-            prompt = self._prompts.build(question.text, chunks, question.history)
+            prompt = self._prompts.build(text, chunks, question.history)
         return Evidence(
             question=question.text,
+            standalone_question=text,
             language=found.language,
             passages=found.passages,
             coverage=best,
@@ -318,6 +332,7 @@ class AnswerService:
         generate_ms = generated.ms if generated is not None else 0.0
         return Answer(
             question=evidence.question,
+            standalone_question=evidence.standalone_question,
             language=evidence.language,
             answer=verdict.text,
             answerable=verdict.refusal is None,
@@ -346,11 +361,13 @@ class AnswerService:
 
 def build_answer_service(settings: Settings, search: SearchService) -> AnswerService:
     sentences = SentenceSimilarity(search.embedder)  # the refusal rule's and the extractive's
+    llm = build_llm(settings, sentences)
     return AnswerService(
         search,
-        build_llm(settings, sentences),
+        llm,
         PromptBuilder(load_templates(settings.answer.prompt_dir)),
         settings.answer,
         fallback=build_fallback_llm(settings, sentences),
         sentences=sentences,
+        condenser=build_condenser(settings, llm),
     )
