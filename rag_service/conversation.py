@@ -6,8 +6,8 @@ and is answered from it with confidence. A ``Condenser`` turns the question and 
 before it into the question that is searched, judged and answered:
 
 - ``RuleCondenser``, the extractive default (no model, offline): a question that refers back (a
-  pronoun or demonstrative, "What about X?", "X 呢？") or says too little on its own (fewer than
-  two informative words) is searched with the informative words of the previous user turn
+  pronoun or demonstrative, "What about X?", "X 呢？") or says nothing on its own ("When?", no
+  informative word) is searched with the informative words of the previous user turn
   appended, that turn itself resolved the same way; any other question is left exactly as it
   is, so history never drags a self-contained question off its topic. Chosen by measurement on
   corpus/CONVERSATIONS.jsonl against appending history to every follow-up
@@ -69,7 +69,6 @@ _QUESTION_WORDS = frozenset(
 # A word of a previous turn: a Latin-script term (kept as written: the dense model is
 # case-sensitive) or a run of Chinese characters, cut by jieba below.
 _WORD = re.compile(rf"[{CJK}]+|[A-Za-z0-9]+(?:[._+\-'][A-Za-z0-9]+)*")
-_MIN_INFORMATIVE = 2
 
 
 def refers_back(question: str) -> bool:
@@ -105,9 +104,9 @@ def informative_words(text: str) -> list[str]:
 
 
 def needs_context(question: str) -> bool:
-    """A question that cannot be searched on its own: it refers back, or it has fewer than two
-    informative words."""
-    return refers_back(question) or len(_informative(tokenize(question))) < _MIN_INFORMATIVE
+    """A question that cannot be searched on its own: it refers back, or it has no informative
+    word ("When?", "Why?"). One is enough: "What is DPO?" after another topic is a new topic."""
+    return refers_back(question) or not _informative(tokenize(question))
 
 
 class RuleCondenser:
