@@ -139,10 +139,10 @@ def load_eval_set(directory: Path, workdir: Path) -> EvalSet:
             body = f"# {title}\n\n{text}\n" if title else f"{text}\n"
             (docs_dir / name).write_text(body, encoding="utf-8")
         questions_path = directory / "questions.jsonl"
-    elif (directory / "QUESTIONS.jsonl").is_file():
+    elif any((directory / name).is_file() for name in ("QUESTIONS.jsonl", "CONVERSATIONS.jsonl")):
         docs_dir = directory
         source_of = {}
-        questions_path = directory / "QUESTIONS.jsonl"
+        questions_path = directory / "QUESTIONS.jsonl"  # may be absent: conversations only
     else:
         raise ConfigError(f"{directory} has neither corpus.jsonl nor QUESTIONS.jsonl")
     questions = [
@@ -157,6 +157,6 @@ def load_eval_set(directory: Path, workdir: Path) -> EvalSet:
                 for g in q.get("related_doc_ids", [])  # type: ignore[attr-defined]
             ),
         )
-        for q in _read_jsonl(questions_path)
+        for q in (_read_jsonl(questions_path) if questions_path.is_file() else [])
     ]
     return EvalSet(directory.name, docs_dir, questions)

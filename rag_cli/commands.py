@@ -285,6 +285,43 @@ def evaluate_answers(
         typer.echo(f"{key:<24}{value:.3f}" if isinstance(value, float) else f"{key:<24}{value}")
 
 
+@app.command(name="eval-conversations")
+def evaluate_conversations(
+    dataset: DatasetArg,
+    conversations: Annotated[
+        Path | None,
+        typer.Option(help="Conversations to ask (default: DATASET/CONVERSATIONS.jsonl)."),
+    ] = None,
+    as_json: JsonOption = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N conversations.")] = None,
+    cache: CacheOption = EVAL_CACHE,
+) -> None:
+    """Follow-up questions: per turn, the gold note in the top 3 documents and the gold answer
+    in the answer, with the history against the last message only."""
+    from evaluation.conversations import conversation_records, summarise_conversations
+
+    settings = _settings(verbose=not as_json)
+    try:
+        records = conversation_records(dataset, settings, cache, limit, conversations)
+    except RagError as exc:
+        raise _fail(exc) from exc
+    result = summarise_conversations(records)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    systems = result["systems"]
+    typer.echo(f"{result['conversations']} conversations")
+    typer.echo(
+        f"{'turns':<16}{'n':>5}" + "".join(f"{s + ' hit@3':>24}{'correct':>9}" for s in systems)
+    )
+    for group in systems["conversation"]:
+        rows = [systems[s][group] for s in systems]
+        typer.echo(
+            f"{group:<16}{rows[0]['turns']:>5}"
+            + "".join(f"{r['hit@3']:>24.3f}{r['correct']:>9.3f}" for r in rows)
+        )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: RAG_API__HOST.")] = None,

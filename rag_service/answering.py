@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rag_service.citations import Mark, check_citations
+from rag_service.conversation import Condenser, RuleCondenser, build_condenser
 from rag_service.errors import UpstreamError
 from rag_service.judging import bounded_passage, build_judge
 from rag_service.llms import build_fallback_llm, build_llm
@@ -57,6 +58,7 @@ class Evidence:
     """What one search of one generation found for a question, judged before any LLM runs."""
 
     question: str
+    standalone_question: str  # what was searched and judged: the question, or a follow-up resolved
     language: str
     passages: tuple[RetrievedPassage, ...]
     coverage: float  # share of the question's informative words in the best passage
@@ -92,6 +94,7 @@ class AnswerTimings:
 @dataclass(frozen=True)
 class Answer:
     question: str
+    standalone_question: str
     language: str
     answer: str
     answerable: bool
@@ -164,11 +167,13 @@ class AnswerService:
         settings: AnswerSettings,
         fallback: LLM | None = None,
         sentences: SentenceSimilarity | None = None,
+        condenser: Condenser | None = None,
         judge: EvidenceJudge | None = None,
         judging: JudgeSettings | None = None,
     ) -> None:
         """``fallback``, if given, answers when ``llm`` fails before it has written anything.
         ``sentences``: shared with the answerers of other collections (same embedder).
+        ``condenser``: makes a follow-up standalone (default: the rule).
         ``judge``: decides the uncertain band of the refusal rule, as ``judging`` says."""
         self._search = search
         self.llm = llm
@@ -176,6 +181,7 @@ class AnswerService:
         self._settings = settings
         self._fallback = fallback
         self._sentences = sentences or SentenceSimilarity(search.embedder)
+        self._condenser = condenser or RuleCondenser()
         self.judge = judge
         self._judging = judging or JudgeSettings()
 
@@ -189,6 +195,7 @@ class AnswerService:
             self._settings,
             self._fallback,
             self._sentences,
+            self._condenser,
             self.judge,
             self._judging,
         )
@@ -230,9 +237,10 @@ class AnswerService:
         from the same generation, even if a reindex commits meanwhile."""
         clock = time.perf_counter()
         top_k = question.top_k or self._settings.top_k
-        q_tokens = tokenize(question.text)
+        text = self._condenser.standalone(question.text, question.history)
+        q_tokens = tokenize(text)
         with self._search.current() as served:
-            found = self._search.search_served(served, question.text, top_k, question.filters)
+            found = self._search.search_served(served, text, top_k, question.filters)
             idf = served.idf(q_tokens)
             best = max(
                 (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
@@ -246,9 +254,9 @@ class AnswerService:
                 # Across languages the centered vector, as searched: it drops the direction
                 # every question of its language shares, which a passage in the other lacks.
                 query = (
-                    served.retriever.dense.query_vector(question.text)
+                    served.retriever.dense.query_vector(text)
                     if rule == "cross"
-                    else self._sentences.query_vector(question.text)
+                    else self._sentences.query_vector(text)
                 )
                 sentences, cosines = self._sentences.scored(query, top)
         similarity = max(cosines) if weight and cosines else None
@@ -256,7 +264,7 @@ class AnswerService:
         passes, decided_by, judgement = score >= threshold, "rule", None
         if found.passages and self._needs_judge(rule, score, threshold):
             try:
-                judgement = self._ask_judge(question.text, found.language, rule, sentences, cosines)
+                judgement = self._ask_judge(text, found.language, rule, sentences, cosines)
             except UpstreamError as exc:
                 log.warning("the judge failed (%s); the rule decides", exc)
                 decided_by = "rule_judge_failed"
@@ -265,9 +273,10 @@ class AnswerService:
         prompt = None
         if found.passages and passes:
             chunks = [p.chunk for p in found.passages]
-            prompt = self._prompts.build(question.text, chunks, question.history)
+            prompt = self._prompts.build(text, chunks, question.history)
         return Evidence(
             question=question.text,
+            standalone_question=text,
             language=found.language,
             passages=found.passages,
             coverage=best,
@@ -405,6 +414,7 @@ class AnswerService:
         generate_ms = generated.ms if generated is not None else 0.0
         return Answer(
             question=evidence.question,
+            standalone_question=evidence.standalone_question,
             language=evidence.language,
             answer=verdict.text,
             answerable=verdict.refusal is None,
@@ -444,6 +454,7 @@ def build_answer_service(settings: Settings, search: SearchService) -> AnswerSer
         settings.answer,
         fallback=build_fallback_llm(settings, sentences),
         sentences=sentences,
+        condenser=build_condenser(settings, llm),
         judge=build_judge(settings, llm),
         judging=settings.judge,
     )

@@ -103,7 +103,7 @@ def build_judge(settings: Settings, llm: LLM) -> EvidenceJudge | None:
     judging = settings.judge
     if judging.backend == "off":
         return None
-    templates = load_templates(judging.prompt_dir, stage="judge")
+    templates = load_templates(judging.prompt_dir, task="judge")
     llm_settings = LLMSettings(
         backend="llamacpp",
         model=judging.model,

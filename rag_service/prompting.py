@@ -1,9 +1,11 @@
 """Prompt templates as files, one per language, filled with the numbered passages.
 
-A template has a ``### system`` and a ``### user`` section and the placeholders ``{passages}``
-and ``{question}`` (both required) and ``{refusal}`` (the sentence the model must reply with when
-the documents do not answer). Passages are wrapped in ``<document n="...">`` tags so the model can
-tell data from instructions; a tag inside a document's text is defused.
+A template has a ``### system`` and a ``### user`` section. An answer template
+(``answer.<lang>.txt``) has the placeholders ``{passages}`` and ``{question}`` (both required) and
+``{refusal}`` (the sentence the model must reply with when the documents do not answer); a
+condense template (``condense.<lang>.txt``, conversation.py) has ``{history}`` and
+``{question}``. Passages are wrapped in ``<document n="...">`` tags so the model can tell data
+from instructions; a tag inside a document's text is defused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ REFUSALS = {
     "zh": "文档中没有这个问题的答案。",
 }
 
+# The placeholders each task's templates must hold.
+PLACEHOLDERS = {"answer": ("{passages}", "{question}"), "condense": ("{history}", "{question}")}
+
 _SECTION = re.compile(r"^### (system|user)[ \t]*$", re.MULTILINE)
 _DOCUMENT_TAG = re.compile(r"<(/?)document", re.IGNORECASE)
 
@@ -37,13 +42,15 @@ class PromptTemplate:
     user: str
 
     @classmethod
-    def parse(cls, text: str, origin: str) -> PromptTemplate:
+    def parse(
+        cls, text: str, origin: str, required: tuple[str, ...] = PLACEHOLDERS["answer"]
+    ) -> PromptTemplate:
         parts = _SECTION.split(text)
         sections = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=True))
         if set(sections) != {"system", "user"}:
             raise ConfigError(f"{origin}: needs a '### system' and a '### user' section")
         both = sections["system"] + sections["user"]
-        for placeholder in ("{passages}", "{question}"):
+        for placeholder in required:
             if placeholder not in both:
                 raise ConfigError(f"{origin}: the template has no {placeholder}")
         return cls(sections["system"], sections["user"])
@@ -58,12 +65,11 @@ class PromptTemplate:
         return substitute(self.system), substitute(self.user)
 
 
-def load_templates(folder: Path | None, stage: str = "answer") -> dict[str, PromptTemplate]:
-    """``<stage>.<lang>.txt`` for each language (``answer``, ``judge``), from ``folder`` or the
-    built-in ones."""
+def load_templates(folder: Path | None, task: str = "answer") -> dict[str, PromptTemplate]:
+    """``<task>.<lang>.txt`` for each language, from ``folder`` or the built-in ones."""
     templates = {}
     for language in LANGUAGES:
-        name = f"{stage}.{language}.txt"
+        name = f"{task}.{language}.txt"
         if folder is None:
             text = resources.files("rag_service.prompts").joinpath(name).read_text("utf-8")
         else:
@@ -71,7 +77,7 @@ def load_templates(folder: Path | None, stage: str = "answer") -> dict[str, Prom
                 text = (folder / name).read_text("utf-8")
             except OSError as exc:
                 raise ConfigError(f"prompt template {folder / name}: {exc.strerror}") from exc
-        templates[language] = PromptTemplate.parse(text, name)
+        templates[language] = PromptTemplate.parse(text, name, PLACEHOLDERS[task])
     return templates
 
 

@@ -332,6 +332,27 @@ class JudgeSettings(BaseModel):
     min_probability_cross: float = Field(0.5, ge=0, le=1)
 
 
+class ConversationSettings(BaseModel):
+    """How a follow-up question becomes the standalone question that is searched
+    (conversation.py)."""
+
+    condense: Literal["auto", "rule", "llm"] = Field(
+        "auto",
+        description="rule: the follow-up plus the previous question's words when it refers back; "
+        "llm: the LLM rewrites it; auto: llm unless the answerer is the extractive one.",
+    )
+    prompt_dir: ResolvedPath | None = Field(
+        None, description="Folder with condense.en.txt and condense.zh.txt; default: built-in."
+    )
+    max_tokens: int = Field(64, ge=8, le=512, description="Longest standalone question, tokens.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="Past this the rewrite is abandoned and the rule's question used."
+    )
+    history_messages: int = Field(
+        6, ge=1, le=40, description="The most recent messages the LLM is shown to condense."
+    )
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -446,6 +467,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     answer: AnswerSettings = AnswerSettings()
     judge: JudgeSettings = JudgeSettings()
+
+    conversation: ConversationSettings = ConversationSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
 

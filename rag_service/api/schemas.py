@@ -173,6 +173,9 @@ class MessageOut(BaseModel):
 
 class AskResponse(BaseModel):
     question: str
+    # What was searched and judged: the question itself, or a follow-up made standalone from the
+    # history (conversation.py).
+    standalone_question: str
     language: str
     answer: str
     answerable: bool
@@ -200,6 +203,7 @@ class AskResponse(BaseModel):
     def of(cls, answer: Answer, include_prompt: bool) -> AskResponse:
         return cls(
             question=answer.question,
+            standalone_question=answer.standalone_question,
             language=answer.language,
             answer=answer.answer,
             answerable=answer.answerable,

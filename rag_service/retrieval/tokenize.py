@@ -72,6 +72,12 @@ def normalize(text: str) -> str:
     return text
 
 
+def segment(run: str) -> list[str]:
+    """A run of Chinese characters cut into words (jieba's accurate mode, with the user
+    dictionary), as written: the words a reader sees, not the search tokens."""
+    return list(_jieba().cut(run))
+
+
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
     jieba = _jieba()

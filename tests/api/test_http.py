@@ -257,3 +257,43 @@ def test_metrics_count_requests_stages_and_the_index(server: Server) -> None:
         assert after[("rag_index_generation", frozenset({("state", state)}))] == 1
     assert after[("rag_index_sources", frozenset())] == 2
     assert after[("rag_index_loads", frozenset())] == 1  # loaded at start, no reindex since
+
+
+def test_a_follow_up_is_searched_standalone_and_says_so(server: Server) -> None:
+    first = {"question": "What is an alpaca?"}
+    answer = httpx.post(f"{server.url}/v1/ask", json=first).json()["answer"]
+    history = [
+        {"role": "user", "content": first["question"]},
+        {"role": "assistant", "content": answer},
+    ]
+    body = {"question": "What is it bred for?", "history": history}
+    reply = httpx.post(f"{server.url}/v1/ask", json=body).json()
+    assert reply["question"] == "What is it bred for?"
+    assert reply["standalone_question"] == "What is it bred for? (alpaca)"
+    assert reply["answerable"] and reply["citations"][0]["source"] == "alpaca.md"
+    logged = [
+        line["message"]
+        for line in log_lines(server)
+        if line["logger"] == "rag_service.conversation"
+    ]
+    assert any("'What is it bred for? (alpaca)'" in message for message in logged)
+
+    # The stream says what it searched as soon as it has searched it.
+    with httpx.stream("POST", f"{server.url}/v1/ask", json={**body, "stream": True}) as response:
+        events = dict(sse_events(response))
+    assert events["passages"]["standalone_question"] == reply["standalone_question"]
+    assert events["done"]["standalone_question"] == reply["standalone_question"]
+
+    # A chat client sends the conversation as messages: the same standalone question.
+    messages = [*history, {"role": "user", "content": "What is it bred for?"}]
+    chat = {"model": "rag", "messages": messages}
+    completion = httpx.post(f"{server.url}/v1/chat/completions", json=chat).json()
+    assert completion["standalone_question"] == reply["standalone_question"]
+    assert completion["sources"][0]["source"] == "alpaca.md"
+
+    # A question that stands on its own is searched as it is, history or not.
+    alone = {"question": "什么是嵌入？", "history": history}
+    assert (
+        httpx.post(f"{server.url}/v1/ask", json=alone).json()["standalone_question"]
+        == "什么是嵌入？"
+    )

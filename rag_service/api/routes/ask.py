@@ -60,7 +60,12 @@ class AskRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: Annotated[int, Field(ge=1, le=8192), WHOLE] | None = None
-    history: list[Turn] = Field(default_factory=list, max_length=20)
+    history: list[Turn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Earlier turns, oldest first: a follow-up that refers to them is searched as "
+        "a standalone question (returned as standalone_question).",
+    )
     include_prompt: bool = Field(False, description="Return the messages sent to the LLM.")
     collection: CollectionField = DEFAULT
 
@@ -98,6 +103,7 @@ def _stream(
             "passages",
             {
                 "language": evidence.language,
+                "standalone_question": evidence.standalone_question,
                 "coverage": round(evidence.coverage, 4),
                 "passages": [Passage.of(p).model_dump() for p in evidence.passages],
             },

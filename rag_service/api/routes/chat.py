@@ -11,7 +11,9 @@ Citations travel three ways, for the clients that read each:
 
 - ``annotations`` on the message (OpenAI's ``url_citation``), one per ``[n]`` with its offsets in
   the content and a link to the document view that highlights the quote;
-- a top-level ``sources`` list (non-streamed responses, and the last chunk of a stream);
+- a top-level ``sources`` list (non-streamed responses, and the last chunk of a stream), beside
+  ``standalone_question``: what was searched, the last message made standalone from the earlier
+  ones (conversation.py);
 - in a stream, Open WebUI's ``{"event": {"type": "source", ...}}`` chunks, one per passage up to
   the highest cited number, so that its ``[n]`` lines up with its n-th source.
 
@@ -271,6 +273,7 @@ def _stream(
                     [{"index": 0, "delta": last, "finish_reason": "stop"}],
                     sources=[s.model_dump() for s in sources],
                     answerable=event.answerable,
+                    standalone_question=event.standalone_question,
                 )
                 if with_usage:
                     yield frame.chunk([], usage=_usage(event))
@@ -309,6 +312,7 @@ def _completion(frame: Frame, answer: Answer) -> dict[str, Any]:
         "sources": [s.model_dump() for s in sources],
         "answerable": answer.answerable,
         "refusal_reason": answer.refusal_reason,
+        "standalone_question": answer.standalone_question,
     }
 
 
