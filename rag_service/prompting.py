@@ -30,7 +30,11 @@ REFUSALS = {
 }
 
 # The placeholders each task's templates must hold.
-PLACEHOLDERS = {"answer": ("{passages}", "{question}"), "condense": ("{history}", "{question}")}
+PLACEHOLDERS = {
+    "answer": ("{passages}", "{question}"),
+    "condense": ("{history}", "{question}"),
+    "judge": ("{passages}", "{question}"),
+}
 
 _SECTION = re.compile(r"^### (system|user)[ \t]*$", re.MULTILINE)
 _DOCUMENT_TAG = re.compile(r"<(/?)document", re.IGNORECASE)

@@ -80,7 +80,8 @@ def test_the_packaged_instruct_model_answers_by_name_over_http(
     tmp_path: Path, indexed_docs: dict[str, str], small_reader_models_dir: Path
 ) -> None:
     """RAG_LLM__MODEL names the packaged Qwen2.5-Coder-0.5B-Instruct and no file: the server
-    finds it in its models folder, and its answer goes through the citation check."""
+    finds it in its models folder, and its answer goes through the citation check. The judge,
+    set to the same model, shares its worker, and /v1/ask says that it decided."""
     env = {
         **indexed_docs,
         "RAG_LLM__BACKEND": "llamacpp",
@@ -91,11 +92,19 @@ def test_the_packaged_instruct_model_answers_by_name_over_http(
         # One passage keeps the prompt, and so the CPU time on a shared host, short.
         "RAG_ANSWER__TOP_K": "1",
         "RAG_ANSWER__MIN_COVERAGE_EN": "0",  # always ask the model
+        "RAG_JUDGE__BACKEND": "llamacpp",
+        "RAG_JUDGE__MODEL": SMALL_READER,
+        "RAG_JUDGE__BAND_BELOW": "100",  # every question in the band: the judge decides
+        "RAG_JUDGE__BAND_ABOVE": "100",
+        "RAG_JUDGE__MIN_PROBABILITY_EN": "0",  # and lets it through, whatever it says
     }
-    with api_process(tmp_path, env) as (api, _):
+    with api_process(tmp_path, env) as (api, server):
         response = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}, timeout=120)
+        assert len(workers_of(server.pid)) == 1  # one model, one worker for both
     assert response.status_code == 200, response.text
     body = response.json()
+    assert body["decided_by"] == "judge" and 0 <= body["judge_probability"] <= 1
+    assert body["timings_ms"]["judge"] > 0
     assert body["generator"] == {
         "backend": "llamacpp",
         "model": SMALL_READER,

@@ -305,6 +305,7 @@ def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:
         assert body["answerable"] and body["citations"][0]["source"] == "errors.md", body["answer"]
         # Judged by the cross-lingual rule: coverage finds only "E4021" in the English passage.
         assert body["evidence_rule"] == "cross" and body["similarity"] is not None
+        assert body["decided_by"] == "rule" and body["judge_probability"] is None  # judge: off
         # The extractive answerer quotes by cosine with e5: no shared word needed.
         assert "disk quota was exceeded" in body["answer"]
         absent = httpx.post(f"{url}/v1/ask", json={"question": "蒙娜丽莎是谁画的？"}, timeout=60)
