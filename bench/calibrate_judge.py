@@ -1,9 +1,10 @@
 """Choose the judge's cascade (RAG_JUDGE__BAND_BELOW / _ABOVE, MIN_PROBABILITY_EN / _ZH /
-_CROSS) from answer records in which the judge read every question.
+_CROSS) from answer records in which the judge read the band of
+±0.3 around the rule's threshold (and every cross-lingual question).
 
-    RAG_JUDGE__BACKEND=llamacpp RAG_JUDGE__BAND_BELOW=100 RAG_JUDGE__BAND_ABOVE=100 \\
+    RAG_JUDGE__BACKEND=llamacpp RAG_JUDGE__BAND_BELOW=0.3 RAG_JUDGE__BAND_ABOVE=0.3 \\
         .venv/bin/python bench/answer_records.py corpus xquad_en xquad_zh cmrc2018_dev \\
-        --every 8 --out bench/results/judge
+        --every 10 --out bench/results/judge  # cmrc2018_dev: --every 27
     .venv/bin/python bench/calibrate_judge.py bench/results/judge/answer-records-*.json
 
 Each record holds, with the gold documents indexed and with them filtered out, the refusal
@@ -29,7 +30,7 @@ from _common import REPO
 
 from rag_service.settings import Settings
 
-BANDS = [round(0.05 * i, 2) for i in range(0, 21)]  # 0 .. 1.0 below and above
+BANDS = [round(0.05 * i, 2) for i in range(0, 7)]  # 0 .. 0.3: the band the records were judged in
 PROBABILITIES = [round(0.025 * i, 3) for i in range(1, 40)]
 COST = 0.05  # error-rate points worth the judge reading every question
 MIN_QUESTIONS = 10
@@ -44,7 +45,7 @@ def _rule(settings: Settings, rule: str) -> tuple[float, float]:
     }[rule]
 
 
-Case = tuple[str, float, float]  # rule, score - threshold, judge probability
+Case = tuple[str, float, float | None]  # rule, score - threshold, judge probability if read
 
 
 def cases(records: list[dict[str, Any]], settings: Settings) -> tuple[list[Case], list[Case]]:
@@ -54,21 +55,19 @@ def cases(records: list[dict[str, Any]], settings: Settings) -> tuple[list[Case]
         score = r["coverage" + suffix] + weight * (r["similarity" + suffix] or 0.0)
         return rule, score - threshold, r["judge_probability" + suffix]
 
-    usable = [r for r in records if r["judge_probability"] is not None]
-    usable = [r for r in usable if r["judge_probability_without_gold"] is not None]
-    return [case(r, "") for r in usable], [case(r, "_without_gold") for r in usable]
+    return [case(r, "") for r in records], [case(r, "_without_gold") for r in records]
 
 
 def answers(case: Case, below: float, above: float, minimum: dict[str, float]) -> bool:
     rule, margin, p = case
-    if rule == "cross" or -below <= margin < above:
+    if p is not None and (rule == "cross" or -below <= margin < above):
         return p >= minimum[rule]
-    return margin >= above
+    return margin >= 0
 
 
 def judged(case: Case, below: float, above: float) -> bool:
-    rule, margin, _ = case
-    return rule == "cross" or -below <= margin < above
+    rule, margin, p = case
+    return p is not None and (rule == "cross" or -below <= margin < above)
 
 
 def rates(
@@ -102,7 +101,9 @@ def choose(sets: dict[str, tuple[list[Case], list[Case]]]) -> dict[str, Any]:
                 minimum[language] = 0.5
                 continue
 
-            def error(p: float, mine: Any = mine, language: str = language) -> float:
+            def error(
+                p: float, mine: Any = mine, below: float = below, above: float = above
+            ) -> float:
                 trial = {"en": p, "zh": p, "cross": p}
                 scored = rates(mine, below, above, trial)
                 return sum(r + a for r, a, _ in scored.values()) / len(scored)
@@ -144,15 +145,19 @@ def main() -> None:
         if not others:
             continue
         refit = choose(others)
-        scored = rates({name: sets[name]}, refit["band_below"], refit["band_above"],
-                       refit["min_probability"])[name]
+        scored = rates(
+            {name: sets[name]}, refit["band_below"], refit["band_above"], refit["min_probability"]
+        )[name]
         left_out[name] = {
             "band": [refit["band_below"], refit["band_above"]],
             "min_probability": refit["min_probability"],
             "rates": [round(v, 3) for v in scored],
         }
-    result = {"questions": {n: len(s[0]) for n, s in sets.items()}, "chosen": chosen,
-              "left_out": left_out}
+    result = {
+        "questions": {n: len(s[0]) for n, s in sets.items()},
+        "chosen": chosen,
+        "left_out": left_out,
+    }
     out = REPO / "bench" / "results" / "judge-calibration.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
