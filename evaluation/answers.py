@@ -20,6 +20,7 @@ from typing import Any
 from evaluation.metrics import percentile
 from evaluation.runner import prepared_set
 from rag_service.answering import Answer, Question, build_answer_service
+from rag_service.citations import strip_markers
 from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import CJK_CHAR, normalize
 from rag_service.settings import Settings
@@ -87,11 +88,16 @@ class AnswerRecord:
     # The rule that judged each ("en", "zh", or "cross": the top passage in the other language).
     rule: str = ""
     rule_without_gold: str = ""
+    chars: int = 0  # the answer's length, citation markers excluded (0: refused)
 
 
 def _answer_text(answer: Answer) -> str:
     # Citation markers are not part of the answer's words.
     return re.sub(r"\[\d+\]", " ", answer.answer) if answer.answerable else ""
+
+
+def _answer_chars(answer: Answer) -> int:
+    return len(strip_markers(answer.answer).strip()) if answer.answerable else 0
 
 
 def answer_records(
@@ -127,6 +133,7 @@ def answer_records(
                     similarity_without_gold=without_gold.similarity,
                     rule=with_gold.rule,
                     rule_without_gold=without_gold.rule,
+                    chars=_answer_chars(with_gold),
                 )
             )
         return prepared.eval_set.name, records
@@ -135,6 +142,7 @@ def answer_records(
 def summarise_answers(name: str, records: Sequence[AnswerRecord]) -> dict[str, Any]:
     n = len(records) or 1
     latencies = [r.ms for r in records]
+    answered = [r.chars for r in records if r.answered]
     return {
         "dataset": name,
         "questions": len(records),
@@ -143,6 +151,8 @@ def summarise_answers(name: str, records: Sequence[AnswerRecord]) -> dict[str, A
         "f1": sum(r.f1 for r in records) / n,
         "refused_answerable": sum(not r.answered for r in records) / n,
         "answered_unanswerable": sum(not r.refused_without_gold for r in records) / n,
+        # Shorter is better when the gold answer is still in it (answer_in_response).
+        "answer_chars": sum(answered) / (len(answered) or 1),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
     }
