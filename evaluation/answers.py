@@ -20,6 +20,7 @@ from typing import Any
 from evaluation.metrics import percentile
 from evaluation.runner import PreparedSet, prepared_set
 from rag_service.answering import Answer, AnswerService, Question, build_answer_service
+from rag_service.citations import strip_markers
 from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import CJK_CHAR, normalize
 from rag_service.settings import Settings
@@ -156,7 +157,9 @@ def _records(
                 decided_by_without_gold=without_gold.decided_by,
                 judge_probability=_probability(with_gold),
                 judge_probability_without_gold=_probability(without_gold),
-                answer_chars=len(" ".join(text.split())),
+                answer_chars=len(strip_markers(with_gold.answer).strip())
+                if with_gold.answerable
+                else 0,
             )
         )
     return records

@@ -289,7 +289,11 @@ class AnswerSettings(BaseModel):
     # A citation stands when the cited passage holds this share of the claim's words.
     min_citation_support: float = Field(0.5, ge=0, le=1)
     extractive_sentences: int = Field(
-        2, ge=1, le=10, description="Sentences the extractive answerer quotes."
+        2,
+        ge=1,
+        le=10,
+        description="The most sentences the extractive answerer quotes: the best one, and more "
+        "only when they add what the question asks.",
     )
     extractive_by_similarity: bool = Field(
         False,

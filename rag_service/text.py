@@ -35,6 +35,57 @@ def split_sentences(text: str) -> list[Sentence]:
     return sentences
 
 
+# split_sentences cuts at ". " wherever it is; whole_sentences undoes the cuts that fall inside
+# a sentence: after a word that is not a sentence's last ("et al.", "e.g.", "Mata v. Avianca"),
+# after one that is followed by a number ("Fig. 2", "No. 5", "Jan. 2021"), ...
+_NEVER_LAST = re.compile(r"\b(?:et al|e\.g|i\.e|vs?|cf|mrs?|ms|dr|prof|approx)\.$", re.IGNORECASE)
+_BEFORE_NUMBER = re.compile(
+    r"\b(?:figs?|nos?|vol|pp?|eq|sec|ch|art|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\.$",
+    re.IGNORECASE,
+)
+# ... before a piece that starts in lower case, and inside brackets left open, up to this long (a
+# stray bracket must not join a whole paragraph).
+_LOWER = re.compile(r"[a-z]")
+_OPENING, _CLOSING_BRACKETS = "(（[【", ")）]】"
+_LONGEST = 600
+
+
+def whole_sentences(text: str) -> list[Sentence]:
+    """``split_sentences``, with the cuts it makes inside a sentence undone: after an
+    abbreviation ("Kojima et al. (2022) found"), inside brackets ("(Hu et al.; 2022)"), before a
+    piece that starts in lower case; never across a line break. For quoting sentences whole;
+    chunking and the refusal rule keep ``split_sentences``, whose cuts their figures were
+    measured with."""
+    merged: list[Sentence] = []
+    for piece in split_sentences(text):
+        if merged and _goes_on(merged[-1], piece, text):
+            start = merged[-1].start
+            merged[-1] = Sentence(text[start : piece.end], start, piece.end)
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _goes_on(sentence: Sentence, following: Sentence, text: str) -> bool:
+    """Whether the cut between two pieces of ``text`` falls inside one sentence."""
+    if "\n" in text[sentence.end : following.start] or following.end - sentence.start > _LONGEST:
+        return False
+    if _open_brackets(sentence.text) > 0:
+        return True
+    core = sentence.text.rstrip(_CLOSING_BRACKETS + "\"'”’")  # "(Hoffmann et al.) revisited"
+    if not core.endswith("."):
+        return False
+    return bool(
+        _NEVER_LAST.search(core)
+        or (_BEFORE_NUMBER.search(core) and following.text[:1].isdigit())
+        or _LOWER.match(following.text)
+    )
+
+
+def _open_brackets(text: str) -> int:
+    return sum(text.count(c) for c in _OPENING) - sum(text.count(c) for c in _CLOSING_BRACKETS)
+
+
 def _append_stripped(into: list[Sentence], text: str, start: int, end: int) -> None:
     piece = text[start:end]
     stripped = piece.strip()

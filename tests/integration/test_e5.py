@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ingest.reindex import reindex
-from rag_service.answering import AnswerService, Question
+from rag_service.answering import AnswerService, Question, build_answer_service
 from rag_service.embedders import build_embedder
 from rag_service.embedders.e5 import E5Embedder, load_folder
 from rag_service.embedders.e5_onnx import INT8_FILE
@@ -279,6 +279,35 @@ def test_an_unrelated_question_is_still_refused(answers: AnswerService) -> None:
     for question in ("Who painted the Mona Lisa?", "蒙娜丽莎是谁画的？"):
         answer = answers.ask(Question(question, PARAMS))
         assert not answer.answerable and answer.refusal_reason == "weak_evidence"
+
+
+@pytest.mark.slow
+def test_the_readme_examples_are_answered_by_the_default(tmp_path: Path, e5: E5Embedder) -> None:
+    """The shipped corpus, the default embedder and answerer (extractive, ranking sentences by
+    e5): the README's two questions get the sentence that answers them."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        corpus_dir=CORPUS,
+        embedder=EmbedderSettings(backend="e5"),  # the default, over the suite's MiniLM
+    )
+    reindex(settings, embedder=e5)
+    search = SearchService(settings, e5)
+    try:
+        service = build_answer_service(settings, search)
+        assert service.llm.backend == "extractive"
+        lora = service.ask(
+            Question("What does LoRA train instead of the full weight matrices?", PARAMS)
+        )
+        assert lora.answerable and "LoRA learns two small matrices, B" in lora.answer, lora.answer
+        assert " A of size r × k" in lora.answer
+        hnsw = service.ask(Question("向量数据库用什么算法做近似最近邻搜索？", PARAMS))
+        assert hnsw.answerable and "HNSW" in hnsw.answer, hnsw.answer
+        for answer in (lora, hnsw):
+            assert answer.dropped_citations == 0 and answer.citations
+            assert all(c.source == answer.passages[c.n - 1].chunk.source for c in answer.citations)
+    finally:
+        search.close()
 
 
 def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:

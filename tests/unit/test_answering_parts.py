@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.answers import contains_answer, exact_match, f1
+from evaluation.answers import AnswerRecord, contains_answer, exact_match, f1, summarise_answers
 from rag_service.answering import is_refusal
 from rag_service.citations import check_citations
 from rag_service.errors import ConfigError
@@ -150,3 +150,14 @@ def test_answer_metrics() -> None:
     # Chinese is scored by characters: 9 shared of 11 predicted and 9 expected.
     assert f1("光荣和ω-force合作", ["光荣和ω-force"]) == pytest.approx(2 * (9 / 11) / (1 + 9 / 11))
     assert f1("nothing", ["Broncos"]) == 0.0
+
+
+def test_answer_length_is_averaged_over_the_answered_questions() -> None:
+    def record(answered: bool, chars: int) -> AnswerRecord:
+        return AnswerRecord(
+            "q", "en", answered, answered, False, 0.0, 0.5, 1.0, True, 0.1, answer_chars=chars
+        )
+
+    summary = summarise_answers("set", [record(True, 100), record(True, 50), record(False, 0)])
+    assert summary["answer_chars"] == 75
+    assert summarise_answers("set", [])["answer_chars"] == 0
