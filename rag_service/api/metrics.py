@@ -77,6 +77,13 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.chat_tasks = Counter(
+            "rag_chat_tasks",
+            "Chat clients' background tasks (title, tags, follow_ups, queries, autocomplete) "
+            "answered without a search.",
+            ["task"],
+            registry=self.registry,
+        )
 
     def watch_index(self, search: SearchService) -> None:
         self.registry.register(IndexCollector(search))
