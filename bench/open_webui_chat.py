@@ -61,10 +61,12 @@ TASKS_OFF = {
 
 
 class Recorder:
-    """The chat completions Open WebUI sent: their bodies, in order."""
+    """The chat completions Open WebUI sent: their bodies, in order, and the seconds each took
+    to its last byte."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, object]] = []
+        self.seconds: list[float] = []
         self.lock = threading.Lock()
 
 
@@ -81,9 +83,7 @@ def recording_proxy(upstream: str, recorder: Recorder) -> Iterator[str]:
 
         def _relay(self, method: str) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if method == "POST" and self.path.endswith("/chat/completions"):
-                with recorder.lock:
-                    recorder.bodies.append(json.loads(body))
+            started = time.perf_counter()
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
             with httpx.stream(
                 method, upstream + self.path, content=body, headers=headers, timeout=300
@@ -98,6 +98,10 @@ def recording_proxy(upstream: str, recorder: Recorder) -> Iterator[str]:
                     self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
+            if method == "POST" and self.path.endswith("/chat/completions"):
+                with recorder.lock:
+                    recorder.bodies.append(json.loads(body))
+                    recorder.seconds.append(time.perf_counter() - started)
 
         def do_GET(self) -> None:
             self._relay("GET")
@@ -230,10 +234,15 @@ def converse(owui: str, args: argparse.Namespace) -> list[Turn]:
                 if whats_new.count():  # the first visit's changelog
                     whats_new.click()
                 turns += [ask(page, q, n) for n, q in enumerate(questions, 1)]
-        finally:
+        finally:  # the last conversation as it ended, or where it stopped
             if args.screenshot:
                 page.screenshot(path=str(args.screenshot), full_page=True)
-            browser.close()
+        page.wait_for_timeout(5000)  # the last titles arrive after the answers
+        page.goto(owui, wait_until="load")
+        page.locator("#chat-input").wait_for(timeout=120_000)
+        titles = page.locator("a[href^='/c/']").all_inner_texts()
+        print(f"chat titles in Open WebUI's sidebar: {[t.split(chr(10))[0] for t in titles]}")
+        browser.close()
     return turns
 
 
@@ -251,11 +260,15 @@ def report(recorder: Recorder, scraped: str, turns: list[Turn], capture: Path | 
     print(f"chat completions Open WebUI sent: {len(recorder.bodies)} (service: {chat_calls:.0f})")
     print(f"  ran a search (rag_answers_total): {searched:.0f}")
     print(f"  answered as tasks (rag_chat_tasks_total): {sum(tasks.values()):.0f} {tasks}")
-    for body in recorder.bodies:
+    unstreamed = [
+        s for b, s in zip(recorder.bodies, recorder.seconds, strict=True) if not b.get("stream")
+    ]
+    print(f"  not streamed (Open WebUI's tasks): {len(unstreamed)}, {sum(unstreamed):.1f} s")
+    for body, seconds in zip(recorder.bodies, recorder.seconds, strict=True):
         messages = body.get("messages") or []
         assert isinstance(messages, list)
-        last = " ".join(str(messages[-1].get("content", "")).split())[:70] if messages else ""
-        print(f"  stream={body.get('stream')!s:5} messages={len(messages)} {last!r}")
+        last = " ".join(str(messages[-1].get("content", "")).split())[:60] if messages else ""
+        print(f"  {seconds:5.2f} s stream={body.get('stream')!s:5} n={len(messages)} {last!r}")
     if capture is not None:
         capture.mkdir(parents=True, exist_ok=True)
         for n, body in enumerate(recorder.bodies, 1):

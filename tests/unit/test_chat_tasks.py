@@ -2,8 +2,10 @@
 what they parse, and ordinary questions left alone.
 
 The Open WebUI fixtures in tests/data/chat_tasks/ are request bodies Open WebUI 0.12.4 sent to
-/v1/chat/completions in bench/open_webui_chat.py's run (``--capture``); the LobeChat one is built
-from its chainSummaryTitle (packages/prompts/src/chains/summaryTitle.ts)."""
+/v1/chat/completions in bench/open_webui_chat.py's run (``--capture``; the questions' ``tools``
+list left out), except ``*.rendered.json``: query generation and autocompletion, off in that run,
+rendered from its DEFAULT_*_PROMPT_TEMPLATE the way its utils/task.py renders them. The LobeChat
+one is built from its chainSummaryTitle (packages/prompts/src/chains/summaryTitle.ts)."""
 
 from __future__ import annotations
 
@@ -42,21 +44,28 @@ def task(name: str) -> ChatTask:
     return found
 
 
-KEYS = {"title": "title", "tags": "tags", "follow-ups": "follow_ups"}
+# Each task named in a fixture's name: its kind, the key Open WebUI reads, and what it gets.
+EXPECTED: dict[str, tuple[str, str, Any]] = {
+    "title": ("title", "title", ["What is DPO", "DPO 是什么"]),
+    "tags": ("tags", "tags", [[]]),
+    "follow-ups": ("follow_ups", "follow_ups", [[]]),
+    "queries": ("queries", "queries", [["Who introduced it? (DPO)"]]),
+    "autocomplete": ("autocomplete", "text", [""]),
+}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("open-webui-*.json")))
 def test_every_body_open_webui_sent_is_told_apart(name: str) -> None:
-    """Its tasks (named in the fixture's name) recognised, each reply parsed as Open WebUI
-    parses it; its questions (turns one and two, history included) left to the pipeline."""
-    kind = name.split(".")[0].removeprefix("open-webui-")
+    """Its tasks recognised, each reply parsed as Open WebUI parses it; its questions (turns
+    one and two, history included) left to the pipeline."""
+    named = name.split(".")[0].removeprefix("open-webui-")
     found = recognise(messages(body(name)))
-    if kind == "question":
+    if named == "question":
         assert found is None
         return
-    assert found is not None and found.kind == KEYS[kind] and found.client == "open-webui"
-    parsed = open_webui_parse(reply(found), KEYS[kind])
-    assert parsed == [] if kind != "title" else parsed in ("What is DPO", "DPO 是什么")
+    kind, key, expected = EXPECTED[named]
+    assert found is not None and (found.kind, found.client) == (kind, "open-webui")
+    assert open_webui_parse(reply(found), key) in expected
 
 
 def test_a_title_is_the_question_in_its_language() -> None:
@@ -68,16 +77,6 @@ def test_follow_ups_see_the_whole_conversation() -> None:
     history = task("open-webui-follow-ups.zh.turn2.json").history
     assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
     assert history[2].content == "它是谁提出的？" and "Rafailov" in history[3].content
-
-
-def test_query_generation_returns_the_follow_up_made_standalone() -> None:
-    history = (
-        Message("user", "What is DPO?"),
-        Message("assistant", "DPO is Direct Preference Optimization [1]."),
-        Message("user", "Who introduced it?"),
-    )
-    queries = open_webui_parse(reply(ChatTask("queries", "open-webui", history)), "queries")
-    assert queries == ["Who introduced it? (DPO)"]
 
 
 def test_lobechat_title_is_plain_text() -> None:
