@@ -102,6 +102,9 @@ class ApiMetrics:
         ):
             self.stages.labels(stage).observe(ms / 1000)
 
+    def observe_chat_task(self, kind: str) -> None:
+        self.chat_tasks.labels(kind).inc()
+
     def observe_answer(self, answer: Answer) -> None:
         if answer.fallback_reason is not None:
             outcome = "fallback"

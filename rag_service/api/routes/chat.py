@@ -330,7 +330,7 @@ def _task_response(
 ) -> dict[str, Any] | StreamingResponse:
     """The task's reply as a completion, or as a stream of one piece when it was asked for."""
     content = reply(task)
-    log.info("chat task %s (%s) answered without a search: %s", task.kind, task.client, content)
+    log.info("chat task %s (%s) answered without a search", task.kind, task.client)
     if not body.stream:
         message: dict[str, Any] = {
             "role": "assistant",
@@ -412,7 +412,7 @@ def chat_completions(
     frame = Frame(request, body.model, collection)
     task = body.task()
     if task is not None:
-        metrics.chat_tasks.labels(task.kind).inc()
+        metrics.observe_chat_task(task.kind)
         return _task_response(frame, body, task)
     answers = answers.over(library.search(collection))
     question = body.to_ask().to_question(settings.llm)
