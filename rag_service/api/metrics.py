@@ -77,6 +77,13 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.chat_tasks = Counter(
+            "rag_chat_tasks",
+            "Chat clients' background tasks (title, tags, follow_ups, queries, autocomplete) "
+            "answered without a search.",
+            ["task"],
+            registry=self.registry,
+        )
 
     def watch_index(self, search: SearchService) -> None:
         self.registry.register(IndexCollector(search))
@@ -94,6 +101,9 @@ class ApiMetrics:
             ("rerank", timings.shortlist_ms),
         ):
             self.stages.labels(stage).observe(ms / 1000)
+
+    def observe_chat_task(self, kind: str) -> None:
+        self.chat_tasks.labels(kind).inc()
 
     def observe_answer(self, answer: Answer) -> None:
         if answer.fallback_reason is not None:

@@ -6,6 +6,7 @@ the quote, signed where keys are required."""
 from __future__ import annotations
 
 import html
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import openai
 import pytest
 from langchain_openai import ChatOpenAI
 
+from examples.langchain_rag import ChatRag
 from rag_service.keys import KeyStore
 from rag_service.prompting import REFUSALS
 from tests.servers import api_server
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.api
 EN = "How many heads did the original transformer use?"
 ZH = "向量数据库用什么算法检索最相近的片段？"
 OUT_OF_CORPUS = "What is the capital of Peru?"
+TASKS = Path(__file__).resolve().parent.parent / "data" / "chat_tasks"
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +152,57 @@ def test_langchain_chat_openai_answers_and_streams(url: str) -> None:
     streamed = "".join(str(chunk.content) for chunk in llm.stream(ZH))
     assert "向量数据库" in streamed and "[1]" in streamed
     assert llm.invoke(OUT_OF_CORPUS).content == REFUSALS["en"]
+
+
+def answers_counted(url: str) -> float:
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("rag_answers_total"))
+
+
+def test_open_webui_tasks_are_answered_without_a_search(url: str) -> None:
+    """The title and follow-up bodies Open WebUI 0.12.4 sent, as it sends them (not streamed)
+    and streamed: JSON it parses, no sources, and no answer run (rag_answers_total unchanged)."""
+    before = answers_counted(url)
+    title = json.loads((TASKS / "open-webui-title.zh.json").read_text(encoding="utf-8"))
+    reply = httpx.post(f"{url}/v1/chat/completions", json=title).json()
+    assert json.loads(reply["choices"][0]["message"]["content"]) == {"title": "DPO 是什么"}
+    assert reply["sources"] == [] and reply["chat_task"] == "title"
+    follow_ups = json.loads((TASKS / "open-webui-follow-ups.en.json").read_text(encoding="utf-8"))
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json={**follow_ups, "stream": True}
+    ) as raw:
+        lines = [line for line in raw.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    delta = json.loads(lines[0].removeprefix("data: "))["choices"][0]["delta"]
+    assert json.loads(delta["content"]) == {"follow_ups": []}
+    assert answers_counted(url) == before
+    assert 'rag_chat_tasks_total{task="follow_ups"}' in httpx.get(f"{url}/metrics").text
+    question = json.loads((TASKS / "open-webui-question.en.json").read_text(encoding="utf-8"))
+    httpx.post(f"{url}/v1/chat/completions", json={**question, "stream": False}, timeout=60)
+    assert answers_counted(url) == before + 1  # its question is answered from the documents
+
+
+def test_langchain_drops_the_citations_and_chat_rag_keeps_them(url: str) -> None:
+    plain = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model="rag")
+    dropped = plain.invoke(EN).response_metadata
+    assert "sources" not in dropped and "annotations" not in dropped  # why ChatRag exists
+    llm = ChatRag(base_url=f"{url}/v1", api_key="unused", model="rag")
+    reply = llm.invoke(EN)
+    kept = reply.response_metadata
+    assert_cited(str(reply.content), kept["annotations"], {})
+    assert kept["sources"][0]["source"] == "attention.md" and kept["answerable"] is True
+    assert {s["url"] for s in kept["sources"]} >= {
+        a["url_citation"]["url"] for a in kept["annotations"]
+    }
+    streamed = None
+    for chunk in llm.stream(ZH):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert streamed is not None
+    assert_cited(str(streamed.content), streamed.response_metadata["annotations"], {})
+    assert streamed.response_metadata["sources"]
+    refused = llm.invoke(OUT_OF_CORPUS).response_metadata
+    assert refused["answerable"] is False and refused["sources"] == []
+    assert refused["refusal_reason"] == "weak_evidence"
 
 
 def test_with_keys_required_links_are_signed_and_nothing_opens_without(

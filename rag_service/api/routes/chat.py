@@ -17,6 +17,10 @@ Citations travel three ways, for the clients that read each:
 - in a stream, Open WebUI's ``{"event": {"type": "source", ...}}`` chunks, one per passage up to
   the highest cited number, so that its ``[n]`` lines up with its n-th source.
 
+A chat client's background task (Open WebUI's title, tags, follow-up suggestions ...) is
+recognised by its prompt and answered from the conversation without a search (chat_tasks.py),
+marked ``chat_task`` and counted in ``rag_chat_tasks_total``.
+
 Errors on these routes are OpenAI's ``{"error": {"message", "type", "code"}}`` (also inside a
 stream), not problem+json, since that is what these clients parse.
 """
@@ -47,10 +51,11 @@ from rag_service.api.routes.ask import AskRequest, Turn
 from rag_service.api.routes.documents import citation_url
 from rag_service.api.schemas import CitationOut, Filters
 from rag_service.api.streaming import ClosingStreamingResponse
+from rag_service.chat_tasks import ChatTask, recognise, reply
 from rag_service.collections import DEFAULT, check_name
 from rag_service.errors import BadRequest, NotFound, RagError
 from rag_service.settings import Settings
-from rag_service.types import Chunk, Citation
+from rag_service.types import Chunk, Citation, Message
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +144,10 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = None  # OpenAI's newer name for max_tokens
     top_k: int | None = None
     filters: Filters | None = None
+
+    def task(self) -> ChatTask | None:
+        """The client's background task (a title, tags ...) this request is, if it is one."""
+        return recognise([Message(m.role, m.text) for m in self.messages])
 
     def to_ask(self) -> AskRequest:
         """/v1/ask's request, so that its bounds and defaults apply here as well."""
@@ -316,6 +325,44 @@ def _completion(frame: Frame, answer: Answer) -> dict[str, Any]:
     }
 
 
+def _task_response(
+    frame: Frame, body: ChatRequest, task: ChatTask
+) -> dict[str, Any] | StreamingResponse:
+    """The task's reply as a completion, or as a stream of one piece when it was asked for."""
+    content = reply(task)
+    log.info("chat task %s (%s) answered without a search", task.kind, task.client)
+    if not body.stream:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            "refusal": None,
+            "annotations": [],
+        }
+        return {
+            "id": frame.id,
+            "object": "chat.completion",
+            "created": frame.created,
+            "model": frame.model,
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+            ],
+            "usage": None,
+            "sources": [],
+            "chat_task": task.kind,
+        }
+
+    def sse() -> abc.Generator[bytes]:
+        delta = {"role": "assistant", "content": content, "annotations": []}
+        yield frame.chunk(
+            [{"index": 0, "delta": delta, "finish_reason": "stop"}],
+            sources=[],
+            chat_task=task.kind,
+        )
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(sse(), media_type="text/event-stream")
+
+
 def model_id(settings: Settings, collection: str) -> str:
     """One model per collection: ``rag`` answers from ``default``, ``rag/<name>`` from ``name``."""
     base = settings.api.model_id
@@ -362,9 +409,13 @@ def chat_completions(
     _: AnswerSlot,
 ) -> dict[str, Any] | StreamingResponse:
     collection = _collection_of(settings, body.model)
+    frame = Frame(request, body.model, collection)
+    task = body.task()
+    if task is not None:
+        metrics.observe_chat_task(task.kind)
+        return _task_response(frame, body, task)
     answers = answers.over(library.search(collection))
     question = body.to_ask().to_question(settings.llm)
-    frame = Frame(request, body.model, collection)
     if body.stream:
         return _stream(frame, body, answers, metrics, question)
     answer = answers.ask(question)
