@@ -363,20 +363,20 @@ function loadThreads() {
   }
 }
 
-// Writes the threads, newest first, over what another tab may have written meanwhile; past
-// the browser's quota the oldest threads go.
+// Writes the threads, newest first, merged by the callers with what another tab may have
+// written meanwhile; past the browser's quota the oldest threads go.
 function store(list) {
   list.sort((a, b) => b.updated - a.updated);
   list.length = Math.min(list.length, MAX_THREADS);
-  while (list.length) {
+  for (;;) {
     try {
       localStorage.setItem(THREADS, JSON.stringify(list));
-      break;
+      return list;
     } catch {
+      if (!list.length) return list; // storage is off (a private window): threads last a visit
       list.pop();
     }
   }
-  return list;
 }
 
 function keepThread(t) {
