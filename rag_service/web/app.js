@@ -354,6 +354,8 @@ const HISTORY_TURNS = 20; // /v1/ask takes at most 20 earlier messages
 let threads = loadThreads();
 let thread = threads.find((t) => t.id === sessionStorage.getItem("rag-thread")) || null;
 let asking = false;
+// Deleted here while one of their answers was still coming: that answer must not bring them back.
+const deleted = new Set();
 
 function loadThreads() {
   try {
@@ -433,6 +435,7 @@ function openThread(id) {
 function deleteThread(id) {
   const index = threads.findIndex((t) => t.id === id);
   if (index < 0 || !confirm(T.confirmDeleteThread(threads[index].title))) return;
+  deleted.add(id);
   threads = store(loadThreads().filter((t) => t.id !== id));
   if (thread?.id === id) setThread(null);
   else showThreads();
@@ -500,10 +503,11 @@ async function ask(question) {
           citations: data.citations, marks: data.marks };
         showAnswer(view, turn);
         $("status").textContent = T.done(Math.round(data.timings_ms.total));
-        // A thread deleted while it was answering stays deleted.
-        if (t === thread || threads.some((x) => x.id === t.id)) {
+        // The thread may have been left (or deleted) meanwhile: the answer goes to its own.
+        if (!deleted.has(t.id)) {
           t.turns.push(turn);
           keepThread(t);
+          if (t === thread && !view.li.isConnected) showThread();
         }
       }
     }
