@@ -55,8 +55,11 @@ def main() -> None:
             page.fill("#question", question)
             started = time.perf_counter()
             page.press("#question", "Enter")
-            # The page's CSP allows no eval, so no wait_for_function: a selector.
-            page.locator(".turn:last-child .answer > *").first.wait_for()
+            # The page's CSP allows no eval, so no wait_for_function: a selector. A refusal
+            # (a question the history drew off the documents) is shown whole, at the end.
+            page.locator(
+                ".turn:last-child :is(.answer > *, .refusal:not([hidden]))"
+            ).first.wait_for()
             waits.append((time.perf_counter() - started) * 1000)
             page.locator("#ask:not([disabled])").wait_for()
         print(
