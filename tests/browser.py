@@ -40,7 +40,34 @@ def wait_job(page: Any, expect: str) -> str:
     return status
 
 
+def show_documents(page: Any) -> None:
+    """Opens the page's documents view (collections, uploads, the document list)."""
+    if page.locator("#docs-view").is_hidden():
+        page.locator("#view-docs").click()
+    page.locator("#docs-view").wait_for()
+
+
+def show_chat(page: Any) -> None:
+    """Goes back from the documents view to the chat."""
+    if page.locator("#chat-view").is_hidden():
+        page.locator("#view-docs").click()
+    page.locator("#chat-view").wait_for()
+
+
+def ask(page: Any, question: str, label: str = "Question") -> Any:
+    """Asks in the current thread, from the keyboard, and waits for the answer (or its error);
+    returns the new turn."""
+    turns = page.locator(".turn").count()
+    page.get_by_label(label).fill(question)
+    page.get_by_label(label).press("Enter")  # the turn is on screen and Ask disabled at once
+    page.locator("#ask:not([disabled])").wait_for()
+    turn = page.locator(".turn").nth(turns)
+    assert turn.locator(".error").is_hidden(), turn.locator(".error").text_content()
+    return turn
+
+
 def create_collection(page: Any, name: str) -> None:
+    show_documents(page)
     page.get_by_label("New collection").fill(name)
     page.get_by_role("button", name="Create").click()
     error = page.locator("#manage-error:not([hidden])")

@@ -1,15 +1,21 @@
-// The page at /: asks /v1/ask as a stream and shows the answer, its citations and passages;
-// lists the collections and the documents of the chosen one, uploads (with progress, then the
-// document job's progress) and deletes them. No dependencies and no build step. Nothing from
-// the server is ever parsed as HTML: the Markdown renderer below and the tables build DOM nodes
-// and set only textContent, so an answer, a passage or a file name cannot inject markup or
-// script (the Content-Security-Policy forbids inline script as well).
+// The page at /: a chat with the documents. Each thread's questions go to /v1/ask with the
+// thread so far as history, answers stream in with their citations and passages, and threads are
+// kept in this browser (localStorage). A second view lists the collections and the documents of
+// the chosen one, uploads (with progress, then the document job's progress) and deletes them.
+// No dependencies and no build step. Nothing from the server is ever parsed as HTML: the
+// Markdown renderer below and the tables build DOM nodes and set only textContent, so an answer,
+// a passage or a file name cannot inject markup or script (the Content-Security-Policy forbids
+// inline script as well).
 "use strict";
 
 const TEXT = {
   en: {
-    title: "Ask your documents", questionLabel: "Question", ask: "Ask", answer: "Answer",
-    passages: "Retrieved passages", close: "Close", keyLabel: "API key", keySave: "Use key",
+    title: "Ask your documents", questionLabel: "Question", ask: "Ask", close: "Close",
+    newThread: "New thread", threads: "Threads", conversation: "Conversation",
+    examplesHeading: "Try asking", noThreads: "No threads yet.", you: "You asked: ",
+    deleteThreadLabel: (t) => `Delete the thread “${t}”`,
+    confirmDeleteThread: (t) => `Delete the thread “${t}” from this browser?`,
+    searchedAs: (q) => `Searched as: ${q}`, passagesCount: (n) => `Retrieved passages (${n})`, keyLabel: "API key", keySave: "Use key",
     keyNeeded: "This server needs an API key.", keyBad: "That key was not accepted.",
     index: (g, s, c) => `Index generation ${g} · ${s} sources · ${c} chunks`,
     noIndex: "No index is served yet: run `rag reindex`.",
@@ -34,7 +40,7 @@ const TEXT = {
       `Delete the collection “${n}”, its index and its uploaded documents?`,
     deletedCollection: (n) => `Deleted the collection “${n}”.`,
     option: (c) => `${c.name} (${c.documents} documents)`,
-    empty: "Nothing is indexed in this collection yet: upload documents below.",
+    empty: "Nothing is indexed in this collection yet: upload documents under Documents.",
     documents: "Documents", colPath: "Document", colChunks: "Chunks", colBytes: "Bytes",
     colEncoding: "Encoding", colIndexed: "Indexed", colActions: "Actions",
     docsMeta: (n, kind, count) => `${count} documents in “${n}” · ${kind === "managed"
@@ -58,8 +64,11 @@ const TEXT = {
     requestId: (id) => `request id ${id}`,
   },
   zh: {
-    title: "向文档提问", questionLabel: "问题", ask: "提问", answer: "回答",
-    passages: "检索到的段落", close: "关闭", keyLabel: "API 密钥", keySave: "使用密钥",
+    title: "向文档提问", questionLabel: "问题", ask: "提问", close: "关闭",
+    newThread: "新对话", threads: "对话", conversation: "对话内容", examplesHeading: "可以这样问",
+    noThreads: "还没有对话。", you: "你的问题：", deleteThreadLabel: (t) => `删除对话“${t}”`,
+    confirmDeleteThread: (t) => `从此浏览器中删除对话“${t}”？`,
+    searchedAs: (q) => `检索所用的问题：${q}`, passagesCount: (n) => `检索到的段落（${n}）`, keyLabel: "API 密钥", keySave: "使用密钥",
     keyNeeded: "此服务需要 API 密钥。", keyBad: "密钥无效。",
     index: (g, s, c) => `索引第 ${g} 代 · ${s} 个文档 · ${c} 个片段`,
     noIndex: "尚无可用索引：请运行 `rag reindex`。",
@@ -81,7 +90,7 @@ const TEXT = {
     confirmDeleteCollection: (n) => `删除文档集“${n}”及其索引和上传的文档？`,
     deletedCollection: (n) => `已删除文档集“${n}”。`,
     option: (c) => `${c.name}（${c.documents} 个文档）`,
-    empty: "此文档集尚未索引任何内容：请在下方上传文档。",
+    empty: "此文档集尚未索引任何内容：请在“文档”中上传。",
     documents: "文档", colPath: "文档", colChunks: "片段", colBytes: "字节",
     colEncoding: "编码", colIndexed: "索引时间", colActions: "操作",
     docsMeta: (n, kind, count) => `“${n}”中共 ${count} 个 · ${kind === "managed"
@@ -257,8 +266,7 @@ async function* events(response) {
   }
 }
 
-function showPassages(passages, collection) {
-  const list = $("passages");
+function showPassages(list, passages, collection) {
   list.replaceChildren();
   for (const p of passages) {
     const li = el("li");
@@ -299,45 +307,235 @@ function fail(error) {
   $("status").textContent = error instanceof NeedKey ? error.message : T.failed(error.message);
 }
 
+// A turn on screen: the question (a heading, to move between turns), then the answer as it
+// streams, or the refusal (said once, in its note), and the passages it was drawn from.
+function turnView(question) {
+  const li = el("li", undefined, "turn");
+  const view = {
+    li, searched: el("p", undefined, "meta"), refusal: el("div", undefined, "refusal"),
+    answer: el("div", undefined, "answer"), error: el("p", undefined, "error"),
+    sources: el("details", undefined, "sources"), passages: el("ol", undefined, "passages"),
+  };
+  const q = el("h3", undefined, "q");
+  q.append(el("span", T.you, "sr-only"), question);
+  view.refusal.setAttribute("role", "note");
+  view.answer.setAttribute("aria-live", "polite");
+  view.sources.append(el("summary"), view.passages);
+  for (const part of [view.searched, view.refusal, view.error, view.sources]) part.hidden = true;
+  li.append(q, view.searched, view.refusal, view.answer, view.error, view.sources);
+  return view;
+}
+
+function showSources(view, turn) {
+  view.searched.textContent = T.searchedAs(turn.standalone);
+  view.searched.hidden = turn.standalone.trim() === turn.q.trim();
+  view.sources.firstChild.textContent = T.passagesCount(turn.passages.length);
+  view.sources.hidden = !turn.passages.length;
+  showPassages(view.passages, turn.passages, turn.collection);
+}
+
+function showAnswer(view, turn) {
+  showSources(view, turn);
+  if (turn.answerable) renderMarkdown(view.answer, turn.answer, citeButton(turn, turn.collection));
+  else {
+    view.answer.replaceChildren();
+    view.refusal.textContent = turn.answer;
+    view.refusal.hidden = false;
+  }
+}
+
+// --- Threads: kept in this browser (localStorage), newest first ---------------------------
+// A thread is { id, title, updated, turns }; a turn keeps what showing it again needs: the
+// question, what was searched, the passages, the answer with its citations and marks, and the
+// collection it was asked in (its citations open there, whatever is chosen later).
+const THREADS = "rag-threads";
+const MAX_THREADS = 50;
+const HISTORY_TURNS = 20; // /v1/ask takes at most 20 earlier messages
+let threads = loadThreads();
+let thread = threads.find((t) => t.id === sessionStorage.getItem("rag-thread")) || null;
+let asking = false;
+// Deleted here while one of their answers was still coming: that answer must not bring them back.
+const deleted = new Set();
+
+function loadThreads() {
+  try {
+    return JSON.parse(localStorage.getItem(THREADS) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+// Writes the threads, newest first, merged by the callers with what another tab may have
+// written meanwhile; past the browser's quota the oldest threads go.
+function store(list) {
+  list.sort((a, b) => b.updated - a.updated);
+  list.length = Math.min(list.length, MAX_THREADS);
+  for (;;) {
+    try {
+      localStorage.setItem(THREADS, JSON.stringify(list));
+      return list;
+    } catch {
+      if (!list.length) return list; // storage is off (a private window): threads last a visit
+      list.pop();
+    }
+  }
+}
+
+function keepThread(t) {
+  t.updated = Date.now();
+  threads = store([t, ...loadThreads().filter((x) => x.id !== t.id)]);
+  showThreads();
+}
+
+function showThreads() {
+  const items = threads.map((t) => {
+    const li = el("li");
+    const open = el("button", t.title, "open");
+    open.type = "button";
+    if (t.id === thread?.id) open.setAttribute("aria-current", "true");
+    open.addEventListener("click", () => openThread(t.id));
+    const remove = el("button", "×", "quiet remove");
+    remove.type = "button";
+    remove.title = T.deleteThreadLabel(t.title);
+    remove.setAttribute("aria-label", T.deleteThreadLabel(t.title));
+    remove.addEventListener("click", () => deleteThread(t.id));
+    li.append(open, remove);
+    return li;
+  });
+  $("threads").replaceChildren(...(items.length ? items : [el("li", T.noThreads, "meta")]));
+}
+
+function showThread() {
+  $("turns").replaceChildren(...(thread?.turns || []).map((turn) => {
+    const view = turnView(turn.q);
+    showAnswer(view, turn);
+    return view.li;
+  }));
+  showExamples();
+}
+
+function setThread(t) {
+  thread = t;
+  if (t) sessionStorage.setItem("rag-thread", t.id);
+  else sessionStorage.removeItem("rag-thread");
+  showThread();
+  showThreads();
+}
+
+function openThread(id) {
+  setThread(threads.find((t) => t.id === id) || null);
+  // A follow-up goes where the thread was asked, so its history and its passages agree.
+  const asked = thread?.turns.at(-1)?.collection;
+  if (asked && asked !== current && collections.some((c) => c.name === asked)) {
+    switchCollection(asked);
+  }
+  toChat();
+}
+
+function deleteThread(id) {
+  const index = threads.findIndex((t) => t.id === id);
+  if (index < 0 || !confirm(T.confirmDeleteThread(threads[index].title))) return;
+  deleted.add(id);
+  threads = store(loadThreads().filter((t) => t.id !== id));
+  if (thread?.id === id) setThread(null);
+  else showThreads();
+  // Focus stays in the list, on the thread now in the deleted one's place.
+  const next = $("threads").querySelectorAll("button.open")[Math.min(index, threads.length - 1)];
+  (next || $("new-thread")).focus();
+}
+
+function showExamples() {
+  const examples = thread?.turns.length ? [] : chosen()?.examples || [];
+  $("examples").hidden = !examples.length;
+  $("example-list").replaceChildren(...examples.map((question) => {
+    const li = el("li");
+    const button = el("button", question, "quiet example");
+    button.type = "button";
+    button.addEventListener("click", () => submit(question));
+    li.append(button);
+    return li;
+  }));
+}
+
+function submit(question) {
+  if (!question || asking) return;
+  $("question").value = "";
+  ask(question);
+}
+
+// What the thread said so far, as /v1/ask's history: each question and its answer.
+const historyOf = (t) => t.turns.flatMap((turn) => [
+  { role: "user", content: turn.q }, { role: "assistant", content: turn.answer.slice(0, 8000) },
+]).slice(-HISTORY_TURNS);
+
 async function ask(question) {
-  const answer = $("answer");
-  $("refusal").hidden = true;
-  answer.replaceChildren();
-  $("passages").replaceChildren();
-  $("status").textContent = T.searching;
-  answer.setAttribute("aria-busy", "true");
-  $("ask").disabled = true;
-  let text = "";
-  // The answer's citations open in the collection it was asked in, whatever is chosen later.
+  const t = thread || { id: Date.now().toString(36) + Math.random().toString(36).slice(2),
+    title: question.slice(0, 80), updated: 0, turns: [] };
+  if (!thread) setThread(t);
   const collection = current;
+  const view = turnView(question);
+  $("turns").append(view.li);
+  $("examples").hidden = true;
+  view.li.scrollIntoView({ block: "nearest" });
+  $("status").textContent = T.searching;
+  view.answer.setAttribute("aria-busy", "true");
+  $("ask").disabled = true;
+  asking = true;
+  let text = "";
+  let found = { q: question, collection, standalone: question, passages: [] };
   try {
     const response = await call("/v1/ask", {
-      method: "POST", body: JSON.stringify({ question, stream: true, collection }),
+      method: "POST",
+      body: JSON.stringify({ question, stream: true, collection, history: historyOf(t) }),
     });
     for await (const [name, data] of events(response)) {
       if (name === "passages") {
-        showPassages(data.passages, collection);
+        found = { ...found, standalone: data.standalone_question, passages: data.passages.map(
+          ({ source, title, score, text: passage, start, end }) =>
+            ({ source, title, score, text: passage, start, end })) };
+        showSources(view, found);
         $("status").textContent = T.writing;
       }
-      if (name === "delta") { text += data.text; renderMarkdown(answer, text, citeButton(null)); }
+      if (name === "delta") { text += data.text; renderMarkdown(view.answer, text, citeButton(null)); }
       if (name === "error") throw new ApiError(data.status, data.detail, data.request_id);
       if (name === "done") {
-        // A refusal's text (in the question's language) is said once, in the refusal note.
-        if (data.answerable) renderMarkdown(answer, data.answer, citeButton(data, collection));
-        else {
-          answer.replaceChildren();
-          $("refusal").textContent = data.answer;
-          $("refusal").hidden = false;
-        }
+        const turn = { ...found, answer: data.answer, answerable: data.answerable,
+          citations: data.citations, marks: data.marks };
+        showAnswer(view, turn);
         $("status").textContent = T.done(Math.round(data.timings_ms.total));
+        // The thread may have been left (or deleted) meanwhile: the answer goes to its own.
+        if (!deleted.has(t.id)) {
+          t.turns.push(turn);
+          keepThread(t);
+          if (t === thread && !view.li.isConnected) showThread();
+        }
       }
     }
   } catch (error) {
     fail(error);
+    view.error.textContent = $("status").textContent;
+    view.error.hidden = false;
   } finally {
-    answer.setAttribute("aria-busy", "false");
+    view.answer.setAttribute("aria-busy", "false");
     $("ask").disabled = false;
+    asking = false;
   }
+}
+
+// --- Views: the chat, and the documents of the chosen collection (#documents) --------------
+function showView() {
+  const docs = location.hash === "#documents";
+  $("docs-view").hidden = !docs;
+  $("chat-view").hidden = docs;
+  $("view-docs").setAttribute("aria-pressed", String(docs));
+  if (docs) loadDocuments();
+  return docs;
+}
+
+function toChat() {
+  if (location.hash === "#documents") history.pushState(null, "", location.pathname);
+  showView();
+  $("question").focus();
 }
 
 // --- Collections: the selector (remembered in sessionStorage), creating and deleting -------
@@ -381,8 +579,10 @@ function showIndex() {
   if (!c) return;
   $("index").textContent = c.generation === null
     ? (c.name === "default" ? T.noIndex : T.empty) : T.index(c.generation, c.documents, c.chunks);
+  $("docs-collection").textContent = c.name;
   $("delete-collection").disabled = c.name === "default";
   showUploads();
+  showExamples();
 }
 
 async function loadCollections() {
@@ -418,8 +618,21 @@ function choose(name) {
   sessionStorage.setItem("rag-collection", name);
 }
 
+// The chosen collection from the selector or an opened thread: what it shows, and its documents
+// if they are on screen.
+function switchCollection(name) {
+  paused = null;
+  choose(name);
+  $("collection").value = name;
+  $("manage-status").textContent = "";
+  report("manage-error", null);
+  showIndex();
+  if (!$("docs-view").hidden) loadDocuments();
+}
+
+// The documents are listed only when their view is shown: the chat's first load needs none.
 async function refresh() {
-  if (await loadCollections()) await loadDocuments();
+  if (await loadCollections() && !$("docs-view").hidden) await loadDocuments();
 }
 
 async function createCollection(name) {
@@ -619,8 +832,7 @@ document.title = T.title;
 for (const node of document.querySelectorAll("[data-t]")) node.textContent = T[node.dataset.t];
 $("ask-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const question = $("question").value.trim();
-  if (question) ask(question);
+  submit($("question").value.trim());
 });
 $("question").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -635,13 +847,21 @@ $("key-form").addEventListener("submit", (event) => {
   $("key-form").hidden = true;
   refresh();
 });
-$("collection").addEventListener("change", (event) => {
-  paused = null;
-  choose(event.target.value);
-  $("manage-status").textContent = "";
-  report("manage-error", null);
-  showIndex();
-  loadDocuments();
+$("collection").addEventListener("change", (event) => switchCollection(event.target.value));
+$("new-thread").addEventListener("click", () => {
+  setThread(null);
+  toChat();
+});
+$("view-docs").addEventListener("click", () => {
+  if ($("docs-view").hidden) location.hash = "documents";
+  else toChat();
+});
+window.addEventListener("hashchange", () => (showView() ? $("documents-h") : $("question")).focus());
+// Another tab of this browser added or deleted a thread.
+window.addEventListener("storage", (event) => {
+  if (event.key !== THREADS) return;
+  threads = loadThreads();
+  showThreads();
 });
 $("create-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -654,4 +874,9 @@ $("upload-resume").addEventListener("click", () => {
 });
 $("files").addEventListener("change", (event) => upload([...event.target.files]));
 dropZone($("drop"));
+// The thread list is open beside the chat on a wide screen; on a phone it is one line above it.
+$("threads-box").open = matchMedia("(min-width: 56rem)").matches;
+showView();
+showThread();
+showThreads();
 refresh();

@@ -313,8 +313,10 @@ def test_a_mirrored_folder_is_not_written_over_http_by_default(
     listed = httpx.get(f"{server}/v1/collections").json()["collections"]
     default = next(c for c in listed if c["name"] == "default")
     assert default["kind"] == "mirrored" and default["writable"] is False
+    assert len(default["examples"]) == 2  # the page's example questions (RAG_API__EXAMPLE_...)
     made = httpx.put(f"{server}/v1/collections/uploads")
     assert made.json()["kind"] == "managed" and made.json()["writable"] is True
+    assert made.json()["examples"] == []
 
     docs = Path(indexed_docs["RAG_CORPUS_DIR"])
     before = digests(docs)

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.browser import accept_dialogs, create_collection, wait_job
+from tests.browser import (
+    accept_dialogs,
+    ask,
+    create_collection,
+    show_chat,
+    show_documents,
+    wait_job,
+)
 from tests.servers import api_server
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
@@ -62,7 +69,7 @@ def test_ask_stream_and_open_a_citation(
     page.keyboard.press("Enter")
     cite = page.locator("button.cite").first
     cite.wait_for()
-    assert page.locator("#passages li").count() >= 1
+    assert page.locator(".turn .passages li").count() >= 1
     assert len(re.findall(r"\d+", page.locator("#index").text_content() or "")) == 3
     quote = cite.get_attribute("data-quote")
     cite.click()
@@ -79,18 +86,20 @@ def test_refusal_state_and_hostile_markup_stay_text(browser: Any, url: str) -> N
     page.goto(url)
     page.get_by_label("Question").fill("What is the capital of Peru?")
     page.get_by_role("button", name="Ask").click()
-    page.locator("#refusal:not([hidden])").wait_for()
-    refusal = page.locator("#refusal").text_content() or ""
+    refused = page.locator(".turn").first
+    refused.locator(".refusal:not([hidden])").wait_for()
+    refusal = refused.locator(".refusal").text_content() or ""
     assert "do not contain the answer" in refusal
     assert page.locator("body").inner_text().count(refusal) == 1  # said once, not also below
-    assert (page.locator("#answer").text_content() or "") == ""
+    assert (refused.locator(".answer").text_content() or "") == ""
     assert page.locator("button.cite").count() == 0
-    page.get_by_label("Question").fill("What does the hostile beacon do every night?")
-    page.get_by_role("button", name="Ask").click()
+    page.locator("#ask:not([disabled])").wait_for()
+    # A follow-up in the same thread; the hostile passage still renders as text.
+    hostile = ask(page, "What does the hostile beacon do every night?")
     page.locator("#status", has_text="Answered").wait_for()
-    passages = page.locator("#passages").text_content() or ""
+    passages = hostile.locator(".passages").text_content() or ""
     assert "<script>" in passages or "<img" in passages  # shown as text, not parsed
-    assert page.locator("#passages img, #answer img, #passages script").count() == 0
+    assert page.locator(".passages img, .answer img, .passages script").count() == 0
     assert page.title() != "pwned"
     page.close()
 
@@ -156,10 +165,12 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     assert "1 added" in wait_job(page, "Done")
     assert "3 sources" in (page.locator("#index").text_content() or "")
 
-    # The choice survives a reload (sessionStorage) and the question box asks in it.
+    # The choice survives a reload (sessionStorage), so does the view (#documents), and the
+    # question box asks in the chosen collection.
     page.reload()
     page.locator("#docs tr[data-path='zebra.md']").wait_for()
     assert page.locator("#collection").input_value() == "notes"
+    show_chat(page)
     page.get_by_label("Question").fill("When is the zebra moon festival held?")
     page.get_by_role("button", name="Ask").click()
     cite = page.locator("button.cite").first
@@ -170,6 +181,7 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     assert (page.locator("#doc-meta").text_content() or "").startswith("zebra.md")
     page.keyboard.press("Escape")
 
+    show_documents(page)
     page.get_by_role("button", name="Delete zebra.md").click()
     page.locator("#docs tr[data-path='zebra.md']").wait_for(state="detached")
     assert "1 deleted" in wait_job(page, "Done")
@@ -240,6 +252,7 @@ def test_a_collection_named_in_chinese_from_the_page(browser: Any, url: str) -> 
 def test_documents_panel_speaks_chinese(browser: Any, url: str) -> None:
     page = browser.new_page(locale="zh-CN")
     page.goto(url)
+    page.get_by_role("button", name="文档").click()
     page.locator("#docs tr[data-path]").first.wait_for()  # the default collection's documents
     assert page.get_by_label("要上传的文件").count() == 1
     assert page.get_by_label("新建文档集").count() == 1
@@ -260,8 +273,9 @@ def test_headings_render_and_the_citation_dialog_keeps_title_and_close_in_view(
     cite = page.locator("button.cite").first
     cite.wait_for()
     # The passage's Markdown heading is a heading, not "## Keeper's log" as text.
-    page.locator("#passages h4", has_text="Keeper's log").first.wait_for(state="attached")
-    assert "##" not in (page.locator("#passages").text_content() or "")
+    passages = page.locator(".turn .passages")
+    passages.locator("h4", has_text="Keeper's log").first.wait_for(state="attached")
+    assert "##" not in (passages.text_content() or "")
     cite.click()
     page.locator("dialog[open] mark").wait_for()
     _assert_in_view(page, "#doc-title")
@@ -303,6 +317,7 @@ def test_uploads_are_offered_only_where_they_land(
     accept_dialogs(page)
     sent = _posts(page)
     page.goto(url)
+    show_documents(page)
     # `default` mirrors a folder of the server: no chooser, no drop, no delete, and why.
     page.locator("#upload-off", has_text="mirrors a folder of the server").wait_for()
     page.locator("#docs tr[data-path]").first.wait_for()
@@ -415,6 +430,7 @@ def test_a_remembered_collection_that_is_gone_is_said_and_nothing_uploads_elsewh
     page = browser.new_page(locale="en-US")
     page.add_init_script("sessionStorage.setItem('rag-collection', 'vanished')")
     page.goto(url)
+    show_documents(page)
     page.locator("#upload-off", has_text="“vanished” no longer exists").wait_for()
     assert page.locator("#collection").input_value() == "default"
     assert not page.locator("#files").is_visible()

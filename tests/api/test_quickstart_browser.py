@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import accept_dialogs, create_collection, wait_job
+from tests.browser import accept_dialogs, create_collection, show_chat, show_documents, wait_job
 from tests.servers import api_server, rag_reindex
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
@@ -72,6 +72,7 @@ def test_a_clone_with_no_settings_works_end_to_end_in_the_page(
         page = browser.new_page(locale="en-US")
         accept_dialogs(page)
         page.goto(url)
+        show_documents(page)
         # `default` mirrors the clone's corpus/: the page offers no upload into it.
         page.locator("#upload-off", has_text="mirrors a folder of the server").wait_for()
         assert not page.locator("#files").is_visible()
@@ -84,18 +85,20 @@ def test_a_clone_with_no_settings_works_end_to_end_in_the_page(
         page.locator("#docs tr[data-path='年假.md']").wait_for()
         assert "1 added" in wait_job(page, "Done")
 
+        show_chat(page)
         page.get_by_label("Question").fill("How many days of paid annual leave do employees get?")
         page.get_by_role("button", name="Ask").click()
         cite = page.locator("button.cite").first
         cite.wait_for()
         quote = cite.get_attribute("data-quote")
-        assert "twenty-seven days" in (page.locator("#answer").text_content() or "")
+        assert "twenty-seven days" in (page.locator(".turn .answer").text_content() or "")
         cite.click()
         assert page.locator("dialog[open] mark").text_content() == quote
         assert (page.locator("#doc-meta").text_content() or "").startswith("年假.md")
         page.get_by_role("button", name="Close").click()
         page.locator("dialog[open]").wait_for(state="detached")
 
+        show_documents(page)
         page.get_by_role("button", name="Delete 年假.md").click()
         page.locator("#docs tr[data-path='年假.md']").wait_for(state="detached")
         assert "1 deleted" in wait_job(page, "Done")

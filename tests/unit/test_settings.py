@@ -126,3 +126,21 @@ def test_every_path_setting_is_resolved_where_it_enters(
 
     found = list(paths(settings))
     assert len(found) == 5 and all(p == p.resolve() for p in found)
+
+
+def test_example_questions_are_found_as_collection_names_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = Settings(_env_file=None)  # type: ignore[call-arg]
+    # The README's examples for the shipped corpus, one in each language.
+    assert default.api.examples_for("default") == [
+        "What does LoRA train instead of the full weights?",
+        "向量数据库用什么算法做近似最近邻搜索？",
+    ]
+    monkeypatch.setenv("RAG_API__EXAMPLE_QUESTIONS", '{"Straße": ["Wie lang ist sie?"]}')
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.api.examples_for("STRASSE") == ["Wie lang ist sie?"]  # case folded
+    assert settings.api.examples_for("default") == []  # the setting replaces the default
+    monkeypatch.setenv("RAG_API__EXAMPLE_QUESTIONS", '{"default": ["  "]}')
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -62,6 +62,7 @@ class CollectionOut(BaseModel):
     chunks: int
     generation: int | None
     committed_at: str | None
+    examples: list[str]  # questions the page offers on an empty thread (RAG_API__EXAMPLE_QUESTIONS)
 
 
 class DocumentOut(BaseModel):
@@ -102,6 +103,7 @@ def _describe(collection: Collection, settings: Settings) -> CollectionOut:
         chunks=pointer.chunks if pointer else 0,
         generation=pointer.generation if pointer else None,
         committed_at=pointer.committed_at if pointer else None,
+        examples=settings.api.examples_for(collection.name),
     )
 
 
