@@ -199,7 +199,8 @@ def test_ask_answers_with_citations_and_streams(server: Server) -> None:
     text = (server.settings.corpus_dir / "alpaca.md").read_text()
     assert text[citation["start"] : citation["end"]] == citation["quote"]
     assert body["passages"][0]["chunk_id"] == citation["chunk_id"]
-    assert set(body["timings_ms"]) == {"retrieve", "rerank", "generate", "total"}
+    assert set(body["timings_ms"]) == {"retrieve", "rerank", "judge", "generate", "total"}
+    assert body["timings_ms"]["judge"] == 0 and body["decided_by"] == "rule"  # judge: off
 
     with httpx.stream("POST", ask, json={"question": "什么是嵌入？", "stream": True}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
