@@ -30,7 +30,7 @@ from rag_service.conversation import Condenser, RuleCondenser, build_condenser
 from rag_service.errors import UpstreamError
 from rag_service.judging import bounded_passage, build_judge
 from rag_service.llms import build_fallback_llm, build_llm
-from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
+from rag_service.prompting import REFUSALS, PromptBuilder, is_refusal, load_templates
 from rag_service.protocols import LLM, EvidenceJudge
 from rag_service.retrieval.language import query_language
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
@@ -38,7 +38,6 @@ from rag_service.retrieval.tokenize import tokenize
 from rag_service.serving import SearchService
 from rag_service.settings import AnswerSettings, JudgeSettings, Settings
 from rag_service.similarity import SentenceSimilarity
-from rag_service.text import MatchForm
 from rag_service.types import Citation, GenerationParams, Judgement, Message, Prompt, Usage
 
 log = logging.getLogger(__name__)
@@ -150,12 +149,6 @@ def coverage(
     words = set(question_tokens)
     total = sum(idf[t] for t in words)
     return sum(idf[t] for t in words & passage_tokens) / total if total else 0.0
-
-
-def is_refusal(text: str) -> bool:
-    """The model replied with the refusal sentence it was told to use (in either language)."""
-    form = MatchForm.of(text).form
-    return any(MatchForm.of(refusal).form in form for refusal in REFUSALS.values())
 
 
 class AnswerService:

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from rag_service.errors import UpstreamError, UpstreamTimeout
-from rag_service.prompting import PromptTemplate, load_templates
+from rag_service.prompting import PromptTemplate, is_refusal, load_templates
 from rag_service.protocols import LLM
 from rag_service.retrieval.language import query_language
 from rag_service.retrieval.tokenize import CJK, segment, tokenize
@@ -224,8 +224,6 @@ class LLMCondenser:
     @staticmethod
     def _unusable(reply: str, language: str) -> str:
         """Why the reply cannot be searched ("" if it can)."""
-        from rag_service.answering import is_refusal  # answering imports this module
-
         if not reply:
             return "the LLM's reply was empty"
         if is_refusal(reply):

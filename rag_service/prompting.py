@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rag_service.errors import ConfigError
 from rag_service.retrieval.language import query_language
+from rag_service.text import MatchForm
 from rag_service.types import Chunk, Message, Prompt
 
 LANGUAGES = ("en", "zh")
@@ -30,6 +31,14 @@ REFUSALS = {
 }
 
 # The placeholders each task's templates must hold.
+
+
+def is_refusal(text: str) -> bool:
+    """The model replied with the refusal sentence it was told to use (in either language)."""
+    form = MatchForm.of(text).form
+    return any(MatchForm.of(refusal).form in form for refusal in REFUSALS.values())
+
+
 PLACEHOLDERS = {
     "answer": ("{passages}", "{question}"),
     "condense": ("{history}", "{question}"),

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 
 from evaluation.answers import AnswerRecord, contains_answer, exact_match, f1, summarise_answers
-from rag_service.answering import is_refusal
 from rag_service.citations import check_citations
 from rag_service.errors import ConfigError
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.llms.fake import FakeLLM
-from rag_service.prompting import REFUSALS, PromptBuilder, load_templates
+from rag_service.prompting import REFUSALS, PromptBuilder, is_refusal, load_templates
 from rag_service.text import MatchForm, split_sentences
 from rag_service.types import Chunk, GenerationParams
 
