@@ -133,6 +133,8 @@ def test_collection_upload_ask_and_delete(browser: Any, url: str, tmp_path: Path
     assert page.locator("#collection").input_value() == "default"
     assert page.locator("#delete-collection").is_disabled()
     create_collection(page, "notes")
+    # The Documents view fetches the new collection's list when it opens: wait for it.
+    page.locator("#docs", has_text="No documents yet").wait_for()
     assert page.locator("#docs", has_text="No documents yet").count() == 1
 
     zebra = tmp_path / "zebra.md"
