@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag_service.citations import Mark, check_citations
 from rag_service.conversation import Condenser, RuleCondenser, build_condenser
 from rag_service.errors import UpstreamError
 from rag_service.judging import bounded_passage, build_judge
-from rag_service.llms import build_fallback_llm, build_llm
+from rag_service.llms import build_fallback_llm, build_llm, build_quoter
+from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.prompting import REFUSALS, PromptBuilder, is_refusal, load_templates
 from rag_service.protocols import LLM, EvidenceJudge
 from rag_service.retrieval.language import query_language
@@ -110,7 +111,7 @@ class Answer:
     citations: tuple[Citation, ...]
     marks: tuple[Mark, ...]  # where each kept [n] is in `answer`
     dropped_citations: int
-    refusal_reason: str | None  # "weak_evidence" or "llm_declined"
+    refusal_reason: str | None  # "weak_evidence", "llm_declined" or "unverified"
     fallback_reason: str | None  # why the fallback answerer stood in for the LLM
     usage: Usage | None
     timings: AnswerTimings
@@ -129,7 +130,12 @@ class _Verdict:
     citations: tuple[Citation, ...] = ()
     marks: tuple[Mark, ...] = ()
     dropped: int = 0
-    refusal: str | None = None  # "weak_evidence" or "llm_declined"
+    refusal: str | None = None  # "weak_evidence", "llm_declined" or "unverified"
+
+
+# Why the quote stands in for an LLM's answer.
+UNVERIFIED = "the LLM's answer had no verified citation; quoted from the documents instead"
+_QUOTE_PARAMS = GenerationParams(temperature=0.0, top_p=1.0, max_tokens=512)  # it ignores them
 
 
 @dataclass(frozen=True)
@@ -163,11 +169,13 @@ class AnswerService:
         condenser: Condenser | None = None,
         judge: EvidenceJudge | None = None,
         judging: JudgeSettings | None = None,
+        quoter: LLM | None = None,
     ) -> None:
         """``fallback``, if given, answers when ``llm`` fails before it has written anything.
         ``sentences``: shared with the answerers of other collections (same embedder).
         ``condenser``: makes a follow-up standalone (default: the rule).
-        ``judge``: decides the uncertain band of the refusal rule, as ``judging`` says."""
+        ``judge``: decides the uncertain band of the refusal rule, as ``judging`` says.
+        ``quoter``: answers instead of an LLM whose answer has no verified citation."""
         self._search = search
         self.llm = llm
         self._prompts = prompts
@@ -177,6 +185,7 @@ class AnswerService:
         self._condenser = condenser or RuleCondenser()
         self.judge = judge
         self._judging = judging or JudgeSettings()
+        self._quoter = quoter or ExtractiveAnswerer(settings.extractive_sentences)
 
     def over(self, search: SearchService) -> AnswerService:
         """The same answerer (one LLM, one judge, one set of prompts) over another collection's
@@ -191,6 +200,7 @@ class AnswerService:
             self._condenser,
             self.judge,
             self._judging,
+            self._quoter,
         )
 
     def warm_up(self) -> None:
@@ -401,8 +411,24 @@ class AnswerService:
         )
 
     def _conclude(self, evidence: Evidence, generated: _Generated | None) -> Answer:
-        """The answer, built once: a refusal, or the LLM's text with the citations that stand."""
+        """The answer, built once: a refusal, or the LLM's text with the citations that stand.
+        An LLM's answer none of whose citations stand is not returned as an answer: the
+        documents' own sentences are quoted instead (``fallback_reason`` says so); if even they
+        cannot be, it is a refusal (``unverified``)."""
         verdict = self._verdict(evidence, generated)
+        if generated is not None and verdict.refusal is None and not verdict.citations:
+            dropped = verdict.dropped  # the LLM's, still counted after its answer is replaced
+            if generated.llm.backend != self._quoter.backend:
+                log.warning("the LLM's answer has no verified citation; quoting the documents")
+                assert evidence.prompt is not None  # there is no verdict without one
+                quote = self._quoter.complete(evidence.prompt, _QUOTE_PARAMS)
+                generated = _Generated(
+                    quote.text, self._quoter, generated.usage, UNVERIFIED, generated.ms
+                )
+                verdict = self._verdict(evidence, generated)
+            if verdict.refusal is None and not verdict.citations:
+                verdict = _Verdict(REFUSALS[evidence.language], refusal="unverified")
+            verdict = replace(verdict, dropped=dropped + verdict.dropped)
         llm = generated.llm if generated is not None else self.llm
         generate_ms = generated.ms if generated is not None else 0.0
         return Answer(
@@ -450,4 +476,5 @@ def build_answer_service(settings: Settings, search: SearchService) -> AnswerSer
         condenser=build_condenser(settings, llm),
         judge=build_judge(settings, llm),
         judging=settings.judge,
+        quoter=build_quoter(settings, sentences),
     )

@@ -3,7 +3,8 @@
     python -m tests.llm_stub --port 8099
 
 ``POST /_mode`` with ``{"mode": ...}`` picks the behaviour of ``/v1/chat/completions``:
-ok, slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
+ok (an answer whose [1] no passage supports), grounded (document 1's first sentence, cited
+[1]), slow (sleeps before answering), garbage (HTML with status 200), shapeless (JSON without
 choices), error (500), flaky (503 twice, then ok), midstream (a stream cut before [DONE]),
 slowstream (one delta, then silence), trickle (a delta every 0.1 s for 60 s, each stream's
 fate recorded), unauthorized (401), leaky (500 with a body that echoes
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +27,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 ANSWER = "The stub answers from the documents [1]."
+_FIRST_DOCUMENT = re.compile(r'<document n="1"[^>]*>\n(.*?)\n</document>', re.S)
 SLEEP_S = 30
 TRICKLE_S = 60
 TRICKLE_STEP_S = 0.1
@@ -95,14 +98,15 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "error" or (mode == "flaky" and count <= 2):
             self._json(500 if mode == "error" else 503, {"error": {"message": "overloaded"}})
         elif body.get("stream"):
-            self._stream(mode)
+            self._stream(mode, _answer(mode, body))
         else:
+            message = {"role": "assistant", "content": _answer(mode, body)}
             self._json(
                 200,
                 {
                     "object": "chat.completion",
                     "model": "stub",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}}],
+                    "choices": [{"index": 0, "message": message}],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 109},
                 },
             )
@@ -131,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
         record["ran_s"] = round(time.monotonic() - started, 2)
         self.close_connection = True
 
-    def _stream(self, mode: str) -> None:
+    def _stream(self, mode: str, answer: str) -> None:
         if mode == "trickle":
             self._trickle()
             return
@@ -139,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
-        words = ANSWER.split(" ")
+        words = answer.split(" ")
         for i, word in enumerate(words):
             delta = {
                 "choices": [{"index": 0, "delta": {"content": word + " " * (i < len(words) - 1)}}]
@@ -154,6 +158,18 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 9}}
         self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
         self.close_connection = True
+
+
+def _answer(mode: str, body: dict[str, Any]) -> str:
+    """ANSWER, whose [1] no passage supports; in mode grounded, the first sentence of document 1
+    in the prompt's last message, cited: an answer whose citation stands."""
+    if mode != "grounded":
+        return ANSWER
+    found = _FIRST_DOCUMENT.search(str(body["messages"][-1]["content"]))
+    lines = found.group(1).splitlines() if found else []
+    prose = [line for line in lines if line.strip() and not line.startswith("#")]
+    sentence = prose[0].split(". ")[0].rstrip(".") if prose else "Nothing"
+    return f"{sentence}. [1]"
 
 
 def _echo(authorization: str, headers: Any, body: object) -> dict[str, object]:

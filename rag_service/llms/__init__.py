@@ -54,9 +54,14 @@ def build_llm(settings: Settings, sentences: SentenceSimilarity | None = None) -
     return factory(settings, sentences)
 
 
+def build_quoter(settings: Settings, sentences: SentenceSimilarity | None = None) -> LLM:
+    """The extractive answerer as configured: it quotes the documents, so its citations stand."""
+    return LLMS["extractive"](settings, sentences)
+
+
 def build_fallback_llm(
     settings: Settings, sentences: SentenceSimilarity | None = None
 ) -> LLM | None:
     """What answers when the configured LLM fails (``RAG_LLM__FALLBACK``): the extractive
     answerer, which needs no model and cannot fail the same way."""
-    return LLMS["extractive"](settings, sentences) if settings.llm.fallback else None
+    return build_quoter(settings, sentences) if settings.llm.fallback else None

@@ -7,10 +7,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
 
+from rag_service.answering import UNVERIFIED
+from rag_service.api.routes.chat import SEPARATOR
 from tests.api.test_http import assert_problem
 from tests.servers import api_server, free_port, llm_stub, running, sse_events
 
@@ -41,6 +45,18 @@ def stub_and_api(
             yield api, stub
 
 
+def assert_the_llms_or_a_quote(answer: dict[str, Any]) -> None:
+    """A small model's answer is its own when a citation of it stands, else the documents'
+    quote stands in; either way an answer is cited."""
+    generator = answer["generator"]
+    if generator["backend"] == "openai":
+        assert generator == {"backend": "openai", "model": "gemma", "fallback_reason": None}
+    else:
+        assert generator["backend"] == "extractive"
+        assert generator["fallback_reason"] == UNVERIFIED
+    assert answer["citations"] or not answer["answerable"]
+
+
 def set_mode(stub: str, mode: str) -> None:
     httpx.post(f"{stub}/_mode", json={"mode": mode}).raise_for_status()
 
@@ -52,15 +68,64 @@ def stubbed(stub_and_api: tuple[str, str]) -> tuple[str, str]:
     return stub_and_api
 
 
-def test_stub_answer_goes_through_the_citation_check(stubbed: tuple[str, str]) -> None:
+def test_an_answer_whose_citation_stands_is_the_llms(stubbed: tuple[str, str]) -> None:
+    api, stub = stubbed
+    set_mode(stub, "grounded")
+    body = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}).json()
+    assert body["generator"] == {"backend": "openai", "model": "default", "fallback_reason": None}
+    assert body["answerable"] and body["usage"] == {"prompt_tokens": 100, "completion_tokens": 9}
+    assert body["answer"].endswith(" [1]") and body["dropped_citations"] == 0
+    [citation] = body["citations"]
+    assert citation["n"] == 1 and citation["chunk_id"] == body["passages"][0]["chunk_id"]
+
+
+def test_an_answer_with_no_verified_citation_is_replaced_by_a_quote(
+    stubbed: tuple[str, str],
+) -> None:
     api, stub = stubbed
     set_mode(stub, "ok")
     body = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}).json()
-    assert body["generator"]["backend"] == "openai" and body["answerable"]
-    assert body["usage"] == {"prompt_tokens": 100, "completion_tokens": 9}
-    # The stub cites [1] for a sentence passage 1 does not hold: removed and counted.
-    assert body["answer"] == "The stub answers from the documents."
-    assert body["citations"] == [] and body["dropped_citations"] == 1
+    # The stub cites [1] for a sentence passage 1 does not hold: the citation is removed and
+    # counted, and what is left is not passed off as the documents' answer.
+    assert "stub" not in body["answer"] and body["answerable"]
+    assert body["generator"]["backend"] == "extractive"
+    assert "no verified citation" in body["generator"]["fallback_reason"]
+    assert body["dropped_citations"] == 1 and body["citations"]
+    assert {c["chunk_id"] for c in body["citations"]} <= {p["chunk_id"] for p in body["passages"]}
+    assert body["usage"] == {"prompt_tokens": 100, "completion_tokens": 9}  # the LLM was paid
+
+    # Streamed, the LLM's words are out before the check: the last event carries the quote.
+    with httpx.stream("POST", f"{api}/v1/ask", json={"question": QUESTION, "stream": True}) as r:
+        events = sse_events(r)
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    assert streamed == "The stub answers from the documents [1]."
+    done = events[-1]
+    assert done[0] == "done" and done[1]["answer"] == body["answer"]
+
+
+def test_a_chat_stream_appends_the_quote_and_points_its_annotations_there(
+    stubbed: tuple[str, str],
+) -> None:
+    api, stub = stubbed
+    set_mode(stub, "ok")
+    client = OpenAI(base_url=f"{api}/v1", api_key="unused", max_retries=0)
+    with client:
+        chunks = list(
+            client.chat.completions.create(
+                model="rag", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+        )
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    llm_text, separator, quote = content.partition(SEPARATOR)
+    assert llm_text == "The stub answers from the documents [1]." and separator and quote
+    last = chunks[-1].choices[0]
+    assert last.finish_reason == "stop"
+    annotations = (last.delta.model_extra or {})["annotations"]
+    assert annotations
+    for annotation in annotations:
+        span = annotation["url_citation"]
+        assert content[span["start_index"] : span["end_index"]].startswith("[")
+        assert span["start_index"] > len(llm_text) + len(SEPARATOR) - 1
 
 
 @pytest.mark.parametrize(("mode", "status"), [("slow", 504), ("garbage", 502), ("error", 502)])
@@ -154,11 +219,7 @@ def test_end_to_end_with_llama_cpp_server(
             system, user = answer["prompt"][0], answer["prompt"][-1]
             assert system["role"] == "system" and "[n]" in system["content"]
             assert all(p["text"] in user["content"] for p in answer["passages"])
-            assert answer["generator"] == {
-                "backend": "openai",
-                "model": "gemma",
-                "fallback_reason": None,
-            }
+            assert_the_llms_or_a_quote(answer)
             assert (
                 answer["usage"]["prompt_tokens"] > 100 and answer["usage"]["completion_tokens"] > 0
             )
@@ -175,4 +236,5 @@ def test_end_to_end_with_llama_cpp_server(
             assert len(deltas) > 1 and "".join(deltas).strip()
             done = events[-1][1]
             # llama.cpp's server reports no usage in a stream (it ignores stream_options).
-            assert done["timings_ms"]["generate"] > 0 and done["generator"]["backend"] == "openai"
+            assert done["timings_ms"]["generate"] > 0
+            assert_the_llms_or_a_quote(done)

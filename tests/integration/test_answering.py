@@ -4,13 +4,13 @@ is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ingest.reindex import reindex
-from rag_service.answering import Answer, AnswerService, Delta, Question
+from rag_service.answering import UNVERIFIED, Answer, AnswerService, Delta, Question
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.llms.fake import FakeLLM
 from rag_service.llms.llamacpp import LlamaCppLLM
@@ -31,17 +31,28 @@ ServiceFor = Callable[..., AnswerService]
 
 
 @pytest.fixture
-def service_for(make_settings: Callable[..., Settings], embedder: CountingEmbedder) -> ServiceFor:
+def service_for(
+    make_settings: Callable[..., Settings], embedder: CountingEmbedder
+) -> Iterator[ServiceFor]:
     settings = make_settings()
     reindex(settings, embedder=embedder)
     search = SearchService(settings, embedder)
+    made: list[AnswerService] = []
 
-    def make(llm: LLM, fallback: bool = False) -> AnswerService:
+    def make(llm: LLM, fallback: bool = False, quoter: LLM | None = None) -> AnswerService:
         prompts = PromptBuilder(load_templates(None))
         stand_in = ExtractiveAnswerer(settings.answer.extractive_sentences) if fallback else None
-        return AnswerService(search, llm, prompts, settings.answer, fallback=stand_in)
+        made.append(
+            AnswerService(search, llm, prompts, settings.answer, fallback=stand_in, quoter=quoter)
+        )
+        return made[-1]
 
-    return make
+    yield make
+    # Closed here, not by the garbage collector: an HTTP client collected later logs its pool's
+    # closing into whichever test is capturing logs then (test_e5 counts its log lines).
+    for service in made:
+        service.close()
+    search.close()
 
 
 def test_answers_from_the_passages_with_a_verified_citation(service_for: ServiceFor) -> None:
@@ -60,6 +71,40 @@ def test_answers_from_the_passages_with_a_verified_citation(service_for: Service
     assert answer.usage is not None and answer.usage.prompt_tokens > 50
     timings = answer.timings
     assert timings.generate_ms > 0 and timings.total_ms > timings.generate_ms
+
+
+@pytest.mark.parametrize(
+    ("reply", "dropped"),
+    [("Eight heads, said Vaswani's parrot [1].", 1), ("Eight heads, as everyone knows.", 0)],
+)
+def test_an_llm_answer_with_no_verified_citation_is_replaced_by_a_quote(
+    service_for: ServiceFor, reply: str, dropped: int
+) -> None:
+    question = Question("How many heads did the original transformer use?", PARAMS)
+    answer = service_for(FakeLLM(reply)).ask(question)
+    assert answer.answerable and answer.backend == "extractive"
+    assert answer.fallback_reason == UNVERIFIED and answer.dropped_citations == dropped
+    assert "parrot" not in answer.answer and "everyone" not in answer.answer
+    assert answer.citations and answer.citations[0].source == "attention.md"
+    assert answer.usage is not None  # the LLM's, which was asked
+
+    _, events = service_for(FakeLLM(reply)).ask_stream(question)
+    *deltas, final = list(events)
+    assert "".join(d.text for d in deltas if isinstance(d, Delta)) == reply  # already out
+    assert isinstance(final, Answer) and final.answer == answer.answer
+
+
+class UncitedQuoter(FakeLLM):
+    backend = "uncited"  # not the LLM's backend, so it is asked
+
+
+def test_with_nothing_verified_to_quote_either_it_is_a_refusal(service_for: ServiceFor) -> None:
+    question = Question("How many heads did the original transformer use?", PARAMS)
+    llm, quoter = FakeLLM("Nine, said the parrot [1]."), UncitedQuoter("Nine, I think.")
+    answer = service_for(llm, quoter=quoter).ask(question)
+    assert not answer.answerable and answer.refusal_reason == "unverified"
+    assert answer.answer == REFUSALS["en"] and answer.citations == ()
+    assert answer.dropped_citations == 1
 
 
 def test_weak_evidence_is_refused_without_calling_the_llm(service_for: ServiceFor) -> None:
@@ -121,7 +166,10 @@ def test_in_process_llama_cpp_answers_plain_and_streamed(
     service = service_for(llm)
     question = Question("How many heads did the original transformer use?", PARAMS)
     answer = service.ask(question)
-    assert answer.backend == "llamacpp" and answer.model == "gemma"
+    # Gemma 270M's own answer, or the documents' quote when none of its citations stood.
+    assert (answer.backend, answer.model) == ("llamacpp", "gemma") or (
+        answer.fallback_reason == UNVERIFIED
+    )
     assert answer.prompt is not None and answer.passages
     assert answer.usage is not None and answer.usage.prompt_tokens > 100
     assert 0 < answer.usage.completion_tokens <= PARAMS.max_tokens

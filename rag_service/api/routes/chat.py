@@ -43,7 +43,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag_service.answering import Answer, Delta, Question
+from rag_service.answering import UNVERIFIED, Answer, Delta, Question
 from rag_service.api.auth import QUERY
 from rag_service.api.deps import AnswerDep, AnswerSlot, LibraryDep, MetricsDep, SettingsDep
 from rag_service.api.errors import kind_of
@@ -58,6 +58,9 @@ from rag_service.settings import Settings
 from rag_service.types import Chunk, Citation, Message
 
 log = logging.getLogger(__name__)
+
+# Between a streamed LLM answer whose citations all failed the check and what replaces it.
+SEPARATOR = "\n\n---\n"
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -193,15 +196,18 @@ class Frame:
             SourceOut(**vars(c), url=self.url(c.source, c.start, c.end)) for c in answer.citations
         ]
 
-    def annotations(self, answer: Answer, sources: list[SourceOut]) -> list[dict[str, Any]]:
+    def annotations(
+        self, answer: Answer, sources: list[SourceOut], shift: int = 0
+    ) -> list[dict[str, Any]]:
+        """``shift``: where the answer's text starts in the message's content."""
         return [
             {
                 "type": "url_citation",
                 "url_citation": {
                     "url": sources[m.citation].url,
                     "title": sources[m.citation].title,
-                    "start_index": m.start,
-                    "end_index": m.end,
+                    "start_index": m.start + shift,
+                    "end_index": m.end + shift,
                 },
             }
             for m in answer.marks
@@ -267,17 +273,26 @@ def _stream(
         yield frame.chunk(
             [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
         )
+        streamed = 0  # characters of content sent
         try:
             for event in events:
                 if isinstance(event, Delta):
+                    streamed += len(event.text)
                     piece = {"content": event.text}
                     yield frame.chunk([{"index": 0, "delta": piece, "finish_reason": None}])
                     continue
                 metrics.observe_answer(event)
+                shift = 0
+                if event.fallback_reason == UNVERIFIED or event.refusal_reason == "unverified":
+                    # The LLM's text is out and none of its citations stood: what replaces it
+                    # follows it, and the annotations point there.
+                    shift = streamed + len(SEPARATOR)
+                    piece = {"content": SEPARATOR + event.answer}
+                    yield frame.chunk([{"index": 0, "delta": piece, "finish_reason": None}])
                 for source in _open_webui_sources(frame, event):
                     yield frame.chunk([], event=source)
                 sources = frame.sources(event)
-                last = {"annotations": frame.annotations(event, sources)}
+                last = {"annotations": frame.annotations(event, sources, shift)}
                 yield frame.chunk(
                     [{"index": 0, "delta": last, "finish_reason": "stop"}],
                     sources=[s.model_dump() for s in sources],
