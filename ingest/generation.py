@@ -1,7 +1,7 @@
 """Write one index generation: vectors into the store, then its BM25 index beside them.
 
 The one step every writer of an index shares (``rag reindex``, and the benchmark that commits a
-synthetic corpus); committing the pointer is the caller's next step (``IndexState.commit``).
+synthetic corpus); committing the pointer is the caller's next step (``IndexRecords.commit``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import logging
 import shutil
 from collections.abc import Callable, Collection, Sequence
 
-from rag_service.index_state import IndexState, Manifest
-from rag_service.protocols import Vectors, VectorStore
+from rag_service.index_state import Manifest
+from rag_service.protocols import IndexRecords, Vectors, VectorStore
 from rag_service.retrieval.bm25 import Bm25Index, TokenCache
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
@@ -25,7 +25,7 @@ VectorsFn = Callable[[Sequence[Chunk]], Vectors]  # one row per chunk, in order
 
 def write_generation(
     settings: Settings,
-    state: IndexState,
+    state: IndexRecords,
     store: VectorStore,
     generation: int,
     manifest: Manifest,
@@ -50,7 +50,7 @@ def write_generation(
 
 def build_bm25(
     settings: Settings,
-    state: IndexState,
+    state: IndexRecords,
     store: VectorStore,
     generation: int,
     manifest: Manifest,

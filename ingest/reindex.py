@@ -33,12 +33,12 @@ from rag_service.errors import ConfigError, ReindexCancelled
 from rag_service.index_state import (
     Failure,
     IndexPointer,
-    IndexState,
     Manifest,
     index_fingerprint,
 )
-from rag_service.protocols import Embedder, Vectors
+from rag_service.protocols import Embedder, IndexRecords, Vectors
 from rag_service.settings import Settings
+from rag_service.state import open_state
 from rag_service.stores import open_store
 from rag_service.types import Chunk
 
@@ -129,8 +129,8 @@ def reindex(
         raise ConfigError(
             f"embedder {embedder.model_id!r} does not match the setting {settings.embedder.model!r}"
         )
-    collections = Collections(settings.data_dir, settings.corpus_dir)
-    state = IndexState(collections.root(collection))
+    collections = Collections(settings.data_dir, settings.corpus_dir, open_state(settings))
+    state = collections.records(collection)
     with state.reindex_lock():
         target = collections.for_reindex(collection, root, record=not dry_run)
         pointer = state.current()
@@ -193,7 +193,7 @@ def _gone(scanned: Scan, failing: Iterable[str]) -> tuple[str, ...]:
 
 def _write(
     settings: Settings,
-    state: IndexState,
+    state: IndexRecords,
     collection: str,
     committed: int,
     generation: int,
@@ -243,12 +243,12 @@ def _batched(model: Embedder, size: int, cancelled: Callable[[], bool]) -> Vecto
 
 
 def _ensure_bm25(
-    settings: Settings, state: IndexState, pointer: IndexPointer, manifest: Manifest
+    settings: Settings, state: IndexRecords, pointer: IndexPointer, manifest: Manifest
 ) -> None:
     """The served generation's BM25 index for the configured backend, built if missing (e.g.
     another BM25 backend was configured since it was written)."""
     backend = settings.retrieval.bm25_backend
-    if state.bm25_path(pointer.collection, pointer.generation, backend).exists():
+    if state.lexical_index(pointer, backend).exists():
         return
     store = open_store(settings, pointer.collection)
     try:

@@ -26,13 +26,15 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rag_service.errors import BadRequest, ConfigError, NameTaken, NotFound
-from rag_service.index_state import IndexState, write_atomically
+from rag_service.index_state import write_atomically
 from rag_service.names import folded, hidden_character, nfc, utf8_length
+from rag_service.protocols import IndexRecords, StateStore
+from rag_service.state import FileState
 
 DEFAULT = "default"
 
@@ -85,10 +87,11 @@ class Collection:
     folder: Path  # the documents it indexes
     managed: bool  # the folder is under the data directory, written only through the API
     created_at: str
+    records: StateStore = field(compare=False, repr=False)
 
     @property
-    def state(self) -> IndexState:
-        return IndexState(self.root)
+    def state(self) -> IndexRecords:
+        return self.records.index(self.name, self.root)
 
 
 def _now() -> str:
@@ -98,13 +101,20 @@ def _now() -> str:
 class Collections:
     """The collections on disk under one data directory (given resolved, as settings give it)."""
 
-    def __init__(self, data_dir: Path, corpus_dir: Path) -> None:
+    def __init__(self, data_dir: Path, corpus_dir: Path, state: StateStore | None = None) -> None:
+        """``state``: where the index records live (default: files under ``data_dir``)."""
         self._data_dir = data_dir
         self._corpus_dir = corpus_dir
         self._dir = data_dir / "collections"
+        self._state: StateStore = state or FileState(data_dir)
 
     def root(self, name: str) -> Path:
         return self._data_dir if name == DEFAULT else self._dir / check_name(name)
+
+    def records(self, name: str) -> IndexRecords:
+        """The index records of ``name``, whether or not the collection exists yet (a reindex
+        takes its lock before it makes the collection)."""
+        return self._state.index(check_name(name), self.root(name))
 
     def _read(self, name: str) -> Collection | None:
         name = check_name(name)
@@ -113,13 +123,13 @@ class Collections:
             raw = json.loads((root / _RECORD).read_text(encoding="utf-8"))
         except FileNotFoundError:
             if name == DEFAULT:  # exists from the start, mirroring RAG_CORPUS_DIR
-                return Collection(DEFAULT, root, self._corpus_dir, False, "")
+                return Collection(DEFAULT, root, self._corpus_dir, False, "", self._state)
             return None
         managed = bool(raw["managed"])
         # A managed folder is always the one under its root; the record's copy is not trusted:
         # versions before 0.2 wrote it relative to their working directory.
         folder = root / "documents" if managed else Path(raw["folder"]).resolve()
-        return Collection(name, root, folder, managed, str(raw["created_at"]))
+        return Collection(name, root, folder, managed, str(raw["created_at"]), self._state)
 
     def _write(self, collection: Collection) -> None:
         collection.root.mkdir(parents=True, exist_ok=True)
@@ -181,7 +191,7 @@ class Collections:
             root = self.root(name)
             # What a deletion or a creation cut short left behind must not come back.
             shutil.rmtree(root, ignore_errors=True)
-            collection = Collection(name, root, root / "documents", True, _now())
+            collection = Collection(name, root, root / "documents", True, _now(), self._state)
             collection.folder.mkdir(parents=True)
             self._write(collection)
         return collection, True
@@ -209,7 +219,7 @@ class Collections:
             if existing is None:
                 self._refuse_lookalike(name)
             created_at = existing.created_at if existing else _now()
-            collection = Collection(name, self.root(name), folder, False, created_at)
+            collection = Collection(name, self.root(name), folder, False, created_at, self._state)
             if record:
                 self._write(collection)
         return collection

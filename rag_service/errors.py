@@ -10,6 +10,7 @@ RagError
 ├── ReindexCancelled       a reindex was told to stop; it committed nothing   (a job's state)
 ├── NameTaken              the name differs only in case from one in use           (409)
 ├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
+├── StateUnavailable       the state store (PostgreSQL) cannot be reached           (503)
 ├── UpstreamError          the LLM endpoint failed: refused, 5xx, garbage          (502)
 │   └── UpstreamTimeout    the LLM did not answer within the configured timeout    (504)
 ├── Unauthorized           no API key, or one that is not valid                    (401)
@@ -75,6 +76,10 @@ class NameTaken(RagError):
 
 
 class StoreUnavailable(RagError):
+    pass
+
+
+class StateUnavailable(RagError):
     pass
 
 

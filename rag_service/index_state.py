@@ -108,6 +108,9 @@ class IndexState:
     def bm25_path(self, collection: str, generation: int, backend: str) -> Path:
         return self.bm25_dir / f"{collection}.{generation}.{backend}"
 
+    def lexical_index(self, pointer: IndexPointer, backend: str) -> Path:
+        return self.bm25_path(pointer.collection, pointer.generation, backend)
+
     def current(self) -> IndexPointer | None:
         try:
             raw = json.loads(self.pointer_path.read_text(encoding="utf-8"))
@@ -147,10 +150,10 @@ class IndexState:
             committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         write_atomically(self.pointer_path, asdict(pointer))
-        self._remove_files_except(pointer, previous)
+        self.prune(pointer, previous)
         return pointer
 
-    def _remove_files_except(self, *keep: IndexPointer | None) -> None:
+    def prune(self, *keep: IndexPointer | None) -> None:
         """Drop files of generations older than the previous one, which readers may still hold."""
         stems = {f"{p.collection}.{p.generation}" for p in keep if p is not None}
         for path in self.manifest_dir.glob("*.json"):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from rag_service.index_state import Failure, IndexPointer, Manifest
 from rag_service.types import Chunk, Completion, GenerationParams, Judgement, Prompt, ScoredId
 
 Vectors = NDArray[np.float32]
@@ -193,3 +195,63 @@ class Indexer(Protocol):
     def supports(self, source: str) -> bool:
         """Whether a file of this name would be read (by its extension)."""
         ...
+
+
+class IndexRecords(Protocol):
+    """One collection's committed index: which generation serves, its manifest and lexical
+    index, the files its last reindex could not read, and the lock one reindex holds. Files
+    under the collection's folder (``IndexState``) or rows in PostgreSQL; either way the BM25
+    files are loaded from a local folder (a cache of the shared copy in PostgreSQL's case)."""
+
+    token_cache_path: Path  # a local cache of tokens by chunk id, never shared
+
+    def current(self) -> IndexPointer | None: ...
+
+    def pointer_stamp(self) -> Hashable | None:
+        """Changes whenever a new pointer may have been committed; cheap on every request."""
+        ...
+
+    def manifest(self, pointer: IndexPointer) -> Manifest: ...
+
+    def bm25_path(self, store: str, generation: int, backend: str) -> Path:
+        """Where a reindex writes this generation's BM25 index before committing it."""
+        ...
+
+    def lexical_index(self, pointer: IndexPointer, backend: str) -> Path:
+        """A local folder holding the committed generation's BM25 index, to load."""
+        ...
+
+    def commit(
+        self, store: str, generation: int, fingerprint: str, manifest: Manifest
+    ) -> IndexPointer:
+        """Make ``generation`` (its manifest and the BM25 index written at ``bm25_path``) the
+        served one, atomically; ``IndexBusy`` if another commit got there first."""
+        ...
+
+    def record_failures(self, failed: dict[str, Failure], context: str) -> None: ...
+
+    def last_failures(self) -> dict[str, str]: ...
+
+    def known_failures(self, context: str) -> dict[str, Failure]: ...
+
+    def reindex_lock(self) -> AbstractContextManager[None]:
+        """Held by the one reindex of this collection allowed at a time, in any process on any
+        host; ``IndexBusy`` when taken; released when its holder exits or dies."""
+        ...
+
+
+class StateStore(Protocol):
+    """Where a process keeps everything but the vectors (``rag_service.state.open_state``)."""
+
+    backend: str  # files or postgresql
+
+    def index(self, name: str, root: Path) -> IndexRecords:
+        """Collection ``name``'s index records; ``root`` is its local folder (for files, the
+        records themselves; for PostgreSQL, the caches)."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``StateUnavailable`` unless the records can be read now."""
+        ...
+
+    def close(self) -> None: ...

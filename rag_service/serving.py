@@ -4,21 +4,21 @@ reindexes commit them."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from rag_service.collections import DEFAULT, Collection, Collections, check_name, store_name
 from rag_service.errors import IndexNotReady, NotFound
 from rag_service.index_state import IndexPointer, IndexState, index_fingerprint
-from rag_service.protocols import Embedder, Reranker, VectorStore
+from rag_service.protocols import Embedder, IndexRecords, Reranker, VectorStore
 from rag_service.retrieval.bm25 import Bm25Index, Bm25Retriever
 from rag_service.retrieval.centering import centering_for
 from rag_service.retrieval.dense import DenseRetriever
 from rag_service.retrieval.hybrid import HybridRetriever
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
 from rag_service.settings import Settings
+from rag_service.state import open_state
 from rag_service.stores import open_store
 
 
@@ -50,7 +50,7 @@ class _Held:
     """A loaded generation and who is reading it; closed once retired and left by its readers."""
 
     served: ServedIndex
-    stamp: tuple[int, int]
+    stamp: Hashable
     readers: int = 0
     retired: bool = False
 
@@ -74,16 +74,16 @@ class SearchService:
         reranker: Reranker | None = None,
         on_timings: Callable[[SearchTimings], None] | None = None,
         *,
-        root: Path | None = None,
+        records: IndexRecords | None = None,
         name: str = DEFAULT,
     ) -> None:
-        """``on_timings`` receives each search's stage timings: the metrics' feed. ``root``
-        holds the index state of the collection ``name`` (default: the data directory, the
-        ``default`` collection)."""
+        """``on_timings`` receives each search's stage timings: the metrics' feed. ``records``
+        are the index records of the collection ``name`` (default: the files of the
+        ``default`` collection in the data directory)."""
         self._settings = settings
         self._embedder = embedder
         self._reranker = reranker
-        self.state = IndexState(root or settings.data_dir)
+        self.state = records or IndexState(settings.data_dir)
         self._fingerprint = index_fingerprint(settings)
         self._lock = threading.Condition()
         self._held: _Held | None = None
@@ -99,7 +99,7 @@ class SearchService:
         """The embedder queries are searched with (answering compares sentences with it)."""
         return self._embedder
 
-    def _stamped_pointer(self) -> tuple[tuple[int, int], IndexPointer]:
+    def _stamped_pointer(self) -> tuple[Hashable, IndexPointer]:
         """The committed pointer and the stamp of that very file (a commit may land between)."""
         while True:
             stamp = self.state.pointer_stamp()
@@ -109,7 +109,7 @@ class SearchService:
             if self.state.pointer_stamp() == stamp:
                 return stamp, pointer
 
-    def _load(self) -> tuple[tuple[int, int], ServedIndex]:
+    def _load(self) -> tuple[Hashable, ServedIndex]:
         stamp, pointer = self._stamped_pointer()
         if pointer.fingerprint != self._fingerprint:
             raise IndexNotReady(
@@ -117,7 +117,7 @@ class SearchService:
                 "run `rag reindex` with this service's settings"
             )
         backend = self._settings.retrieval.bm25_backend
-        bm25_path = self.state.bm25_path(pointer.collection, pointer.generation, backend)
+        bm25_path = self.state.lexical_index(pointer, backend)
         if not bm25_path.exists():
             raise IndexNotReady(f"the {backend} index is missing; run `rag reindex`")
         bm25 = Bm25Index.load(bm25_path, backend)
@@ -256,16 +256,21 @@ class Library:
         reranker: Reranker | None = None,
         on_timings: Callable[[SearchTimings], None] | None = None,
     ) -> None:
-        self.collections = Collections(settings.data_dir, settings.corpus_dir)
+        self.collections = Collections(settings.data_dir, settings.corpus_dir, open_state(settings))
         self._settings, self._embedder = settings, embedder
         self._reranker, self._on_timings = reranker, on_timings
         self._services: dict[str, SearchService] = {DEFAULT: self._open(DEFAULT)}
         self._lock = threading.Lock()
 
     def _open(self, name: str) -> SearchService:
-        root = self.collections.root(name)
+        records = self.collections.get(name).state
         return SearchService(
-            self._settings, self._embedder, self._reranker, self._on_timings, root=root, name=name
+            self._settings,
+            self._embedder,
+            self._reranker,
+            self._on_timings,
+            records=records,
+            name=name,
         )
 
     @property

@@ -459,6 +459,40 @@ class ApiSettings(BaseModel):
         return next((q for name, q in self.example_questions.items() if folded(name) == wanted), [])
 
 
+class StateSettings(BaseModel):
+    """Where everything but the vectors lives: generations and their lexical indexes, manifests,
+    collections, API keys. Files under ``data_dir`` by default (no server to run); a PostgreSQL
+    URL puts it all there, so API replicas and the reindex share nothing but PostgreSQL and
+    Chroma (each keeps only caches in its own data folder)."""
+
+    url: SecretStr = Field(
+        SecretStr(""),
+        description="postgresql://user:password@host:port/database; empty: files under "
+        "RAG_DATA_DIR.",
+    )
+    pool_size: int = Field(4, ge=1, le=64, description="Connections per process (PostgreSQL).")
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="How long a connection attempt may take."
+    )
+    statement_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a statement may run before PostgreSQL cancels it."
+    )
+    # A replica learns of a new generation by LISTEN/NOTIFY at once; while that connection is
+    # down it re-reads the pointers this often, and serves what it has loaded meanwhile.
+    poll_s: float = Field(
+        2.0, gt=0, le=300, description="Pointer re-read interval while notifications are down."
+    )
+
+    @property
+    def backend(self) -> str:
+        """files or postgresql, by the URL's scheme."""
+        url = self.url.get_secret_value()
+        if not url:
+            return "files"
+        scheme = url.split(":", 1)[0].lower()
+        return "postgresql" if scheme in ("postgresql", "postgres") else scheme
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "text"] = Field(
@@ -497,6 +531,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = ConversationSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
+    state: StateSettings = StateSettings()
 
     @model_validator(mode="after")
     def _tuned_for_the_embedder(self) -> Settings:

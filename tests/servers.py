@@ -1,12 +1,15 @@
 """Real servers on loopback, started and stopped by the tests: the API, Chroma's server,
-llama.cpp's server and the misbehaving LLM stub."""
+llama.cpp's server, a private PostgreSQL and the misbehaving LLM stub."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,6 +116,77 @@ def chroma_server(path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     probe = f"http://127.0.0.1:{port}/api/v2/heartbeat"
     with running(argv, probe, path.parent, wait_s=30) as proc:
         yield proc
+
+
+def postgres_bin() -> Path | None:
+    """The folder of Debian's PostgreSQL server programs (initdb, pg_ctl), if installed."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    return Path(folders[-1]) if folders else None
+
+
+class Postgres:
+    """A private PostgreSQL cluster on a free loopback port: ``url`` to reach it, and ``stop``
+    and ``start`` for the outage tests (same port, same data)."""
+
+    def __init__(self, bin_dir: Path, folder: Path, port: int) -> None:
+        self.bin_dir, self.folder, self.port = bin_dir, folder, port
+        self.url = f"postgresql://rag@127.0.0.1:{port}/postgres"
+        # PostgreSQL refuses to run as root: as root, its programs run as the postgres user.
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin_dir / argv[0]), *argv[1:]],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.folder / "data"), "-U", "rag", "-A", "trust",
+            "-E", "UTF8", "--no-locale", "--no-sync",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", mode, "-w", "stop")
+
+    def log(self) -> str:
+        path = self.folder / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A fresh PostgreSQL cluster (Debian's initdb and pg_ctl) trusting loopback connections as
+    user ``rag``, removed afterwards. Its folder is outside pytest's (which only root may
+    enter) so the postgres user can own it."""
+    bin_dir = postgres_bin()
+    assert bin_dir is not None, "no PostgreSQL: apt-get install postgresql (make install-dev)"
+    folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    server = Postgres(bin_dir, folder, free_port())
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # stopped already (an outage test) or never started
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

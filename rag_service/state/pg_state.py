@@ -1,0 +1,32 @@
+"""The PostgreSQL state store: one Database (pool) and one Notifications listener per process,
+handing out each part's records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag_service.index_state import IndexState
+from rag_service.protocols import IndexRecords
+from rag_service.settings import Settings
+from rag_service.state.pg_index import PointerCache, PostgresIndexRecords
+from rag_service.state.postgres import Database, Notifications
+
+
+class PostgresState:
+    backend = "postgresql"
+
+    def __init__(self, settings: Settings) -> None:
+        self.db = Database(settings.state)
+        self.notes = Notifications(self.db, settings.state.poll_s)
+        self._pointers = PointerCache()
+
+    def index(self, name: str, root: Path) -> IndexRecords:
+        """``root``: the collection's local folder, for the caches (BM25 files, tokens)."""
+        return PostgresIndexRecords(self.db, self.notes, name, IndexState(root), self._pointers)
+
+    def check(self) -> None:
+        self.db.check()
+
+    def close(self) -> None:
+        self.notes.close()
+        self.db.close()
