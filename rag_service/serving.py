@@ -256,7 +256,8 @@ class Library:
         reranker: Reranker | None = None,
         on_timings: Callable[[SearchTimings], None] | None = None,
     ) -> None:
-        self.collections = Collections(settings.data_dir, settings.corpus_dir, open_state(settings))
+        self.state = open_state(settings)
+        self.collections = Collections(settings.data_dir, settings.corpus_dir, self.state)
         self._settings, self._embedder = settings, embedder
         self._reranker, self._on_timings = reranker, on_timings
         self._services: dict[str, SearchService] = {DEFAULT: self._open(DEFAULT)}

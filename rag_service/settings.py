@@ -477,10 +477,10 @@ class StateSettings(BaseModel):
     statement_timeout_s: float = Field(
         60.0, gt=0, description="Longest a statement may run before PostgreSQL cancels it."
     )
-    # A replica learns of a new generation by LISTEN/NOTIFY at once; while that connection is
-    # down it re-reads the pointers this often, and serves what it has loaded meanwhile.
-    poll_s: float = Field(
-        2.0, gt=0, le=300, description="Pointer re-read interval while notifications are down."
+    # A replica learns of a new generation (and of keys and collections) by LISTEN/NOTIFY, at
+    # once; after losing PostgreSQL it serves what it has and tries again at least this often.
+    retry_s: float = Field(
+        2.0, gt=0, le=300, description="Longest wait between attempts to reach PostgreSQL again."
     )
 
     @property

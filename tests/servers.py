@@ -3,6 +3,7 @@ llama.cpp's server, a private PostgreSQL and the misbehaving LLM stub."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -182,10 +183,9 @@ def postgres_server() -> Iterator[Postgres]:
         server.start()
         yield server
     finally:
-        try:
+        # Stopped already (an outage test) or never started: nothing to stop.
+        with contextlib.suppress(subprocess.CalledProcessError):
             server.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass  # stopped already (an outage test) or never started
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -40,6 +40,7 @@ from rag_service.rerankers import build_reranker
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.serving import Library, SearchService
 from rag_service.settings import Settings
+from rag_service.state import close_states
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("rag_service.access")
@@ -105,6 +106,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         yield
         await anyio.to_thread.run_sync(runner.close)
         library.close()
+        close_states()
         answers.close()
         if reranker is not None:
             reranker.close()

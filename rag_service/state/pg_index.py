@@ -63,24 +63,24 @@ class PostgresIndexRecords:
         self._topic = f"generation:{name}"
 
     # Reading
-    def pointer_stamp(self) -> Stamp:
-        return self._notes.stamp(self._topic)
+    def pointer_stamp(self) -> tuple[str, int, str] | None:
+        """The committed pointer itself: it changes exactly when a commit lands."""
+        pointer = self.current()
+        if pointer is None:
+            return None
+        return (pointer.collection, pointer.generation, pointer.committed_at)
 
     def current(self) -> IndexPointer | None:
-        stamp = self.pointer_stamp()
+        """Re-read only after a commit was announced; while PostgreSQL is away (notifications
+        down), the pointer read before, so the loaded generation keeps serving."""
+        stamp = self._notes.stamp(self._topic)
         cached = self._cache.pointers.get(self._name)
-        if cached is not None and cached[0] == stamp:
+        if cached is not None and (cached[0] == stamp or not self._notes.listening):
             return cached[1]
-        try:
-            with self._db.connection() as conn:
-                row = conn.execute(
-                    "SELECT * FROM rag_pointers WHERE collection = %s", (self._name,)
-                ).fetchone()
-        except StateUnavailable:
-            if cached is None:
-                raise
-            log.warning("PostgreSQL is away: serving the generation loaded before")
-            return cached[1]
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM rag_pointers WHERE collection = %s", (self._name,)
+            ).fetchone()
         pointer = _pointer(row) if row else None
         self._cache.pointers[self._name] = (stamp, pointer)
         return pointer
@@ -250,9 +250,9 @@ def _pointer(row: dict[str, Any]) -> IndexPointer:
 def _pack(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in sorted(folder.iterdir()):
+        for path in sorted(folder.rglob("*")):
             if path.is_file() and path.name != _DIGEST_FILE:
-                tar.add(path, arcname=path.name, recursive=False)
+                tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
     return buffer.getvalue()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag_service.errors import StateUnavailable
 from rag_service.index_state import IndexState
 from rag_service.protocols import IndexRecords
 from rag_service.settings import Settings
@@ -17,7 +18,8 @@ class PostgresState:
 
     def __init__(self, settings: Settings) -> None:
         self.db = Database(settings.state)
-        self.notes = Notifications(self.db, settings.state.poll_s)
+        self.notes = Notifications(self.db, settings.state.retry_s)
+        self.notes.wait_listening(settings.state.connect_timeout_s)
         self._pointers = PointerCache()
 
     def index(self, name: str, root: Path) -> IndexRecords:
@@ -25,6 +27,10 @@ class PostgresState:
         return PostgresIndexRecords(self.db, self.notes, name, IndexState(root), self._pointers)
 
     def check(self) -> None:
+        # The listening connection notices an outage within a second: no need to wait out a
+        # connection attempt's timeout to say so.
+        if not self.notes.listening:
+            raise StateUnavailable(f"PostgreSQL at {self.db.shown} is unavailable (reconnecting)")
         self.db.check()
 
     def close(self) -> None:

@@ -192,19 +192,21 @@ def notify(conn: psycopg.Connection[Any], topic: str) -> None:
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
 
 
-Stamp = tuple[int, int]
+Stamp = int
 
 
 class Notifications:
     """What changed, as announced on ``CHANNEL``, heard on one connection of its own in a
     thread. ``stamp(topic)`` changes whenever ``topic`` is announced, so a reader compares it
     with the stamp it read its copy under (taken *before* reading) and re-reads only then.
-    While the connection is down every stamp also changes each ``poll_s`` (readers re-read at
-    most that often) and once more when it is back (what was missed is unknown)."""
+    When the connection comes back after an outage every stamp changes once (what was missed is
+    unknown). While it is down, stamps stand still and readers keep their copies: the thread
+    retries at least every ``retry_s``, so that is how stale a copy can get once PostgreSQL is
+    back. LISTEN needs a session of its own: behind a pooler, use session pooling."""
 
-    def __init__(self, db: Database, poll_s: float) -> None:
+    def __init__(self, db: Database, retry_s: float) -> None:
         self._db = db
-        self._poll_s = poll_s
+        self._retry_s = retry_s
         self._counts: dict[str, int] = {}
         self._epoch = 0  # bumped when listening (re)starts
         self._listening = False
@@ -217,12 +219,9 @@ class Notifications:
     def listening(self) -> bool:
         return self._listening
 
-    def stamp(self, topic: str) -> Stamp:
+    def stamp(self, topic: str) -> int:
         with self._lock:
-            count = self._counts.get(topic, 0) + self._epoch
-        if self._listening:
-            return (count, 0)
-        return (count, 1 + int(time.monotonic() / self._poll_s))
+            return self._counts.get(topic, 0) + self._epoch
 
     def wait_listening(self, timeout_s: float) -> bool:
         """For tests and start-up: True once the connection listens."""
@@ -242,7 +241,7 @@ class Notifications:
                 conn = self._db.connect()
             except StateUnavailable:
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, self._poll_s)
+                backoff = min(backoff * 2, self._retry_s)
                 continue
             try:
                 conn.execute(f"LISTEN {CHANNEL}")

@@ -10,10 +10,11 @@ from prometheus_client import generate_latest
 
 from rag_service.answering import AnswerService
 from rag_service.api.auth import METRICS, QUERY
-from rag_service.api.deps import AnswerDep, MetricsDep, SearchDep
+from rag_service.api.deps import AnswerDep, LibraryDep, MetricsDep, SearchDep
 from rag_service.api.errors import NOT_READY, problem
 from rag_service.api.openapi import METRICS_CONTENT_TYPE
-from rag_service.errors import RagError, StoreUnavailable, UpstreamError
+from rag_service.errors import RagError, StateUnavailable, StoreUnavailable, UpstreamError
+from rag_service.protocols import StateStore
 from rag_service.serving import SearchService
 
 router = APIRouter(tags=["operations"])
@@ -46,6 +47,14 @@ def _llm(answers: AnswerService) -> Check:
         return Check(False, str(exc))
 
 
+def _state(state: StateStore) -> Check:
+    try:
+        state.check()
+    except StateUnavailable as exc:
+        return Check(False, str(exc))
+    return Check(True, state.backend)
+
+
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     """The process is up. Says nothing about the index or the store: see /readyz."""
@@ -53,17 +62,22 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None)
-def readyz(request: Request, search: SearchDep, answers: AnswerDep) -> dict[str, Any] | Response:
+def readyz(
+    request: Request, search: SearchDep, answers: AnswerDep, library: LibraryDep
+) -> dict[str, Any] | Response:
     """Ready to answer: the index is loaded, the store answers, and so does the LLM (when one is
-    configured). 503 problem with every check otherwise."""
+    configured). 503 problem with every check otherwise. The state store (PostgreSQL) being
+    away is ``degraded``, still 200: the loaded index keeps answering; what needs the state
+    (a new generation, documents, keys made since) waits for it."""
     index, store = _index_and_store(search)
     llm = _llm(answers)
-    checks = {"index": index, "store": store, "llm": llm}
+    state = _state(library.state)
+    checks = {"index": index, "store": store, "llm": llm, "state": state}
     failed = [f"{name}: {check.detail}" for name, check in checks.items() if check.ok is False]
     body = {name: asdict(check) for name, check in checks.items()}
-    if failed:
+    if failed and failed != [f"state: {state.detail}"]:
         return problem(request, 503, "not ready; " + "; ".join(failed), NOT_READY, checks=body)
-    return {"status": "ready", "checks": body}
+    return {"status": "degraded" if failed else "ready", "checks": body}
 
 
 @router.get(
