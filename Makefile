@@ -66,6 +66,11 @@ $(BIN)/.installed-dev: $(BIN)/.installed-run $(LLAMA_WHEELS)/.built requirements
 		&& command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
 	fi
+	@# The PostgreSQL layout's tests start a private server with Debian's initdb and pg_ctl.
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
 	@# This configuration's wheel, even where another build of the same version is installed.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall \
 		--no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)

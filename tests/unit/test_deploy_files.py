@@ -65,7 +65,7 @@ def test_the_image_and_the_services_set_only_real_settings(
     assert image["RAG_DATA_DIR"] == "/data" and image["RAG_API__HOST"] == "0.0.0.0"
     config = resolved_compose("llm")
     services = config["services"]
-    assert set(services) == {"chroma", "reindex", "api", "proxy", "llm"}
+    assert set(services) == {"postgres", "chroma", "reindex", "api", "proxy", "llm"}
     for name in ("api", "reindex"):
         environment = {k: str(v) for k, v in services[name]["environment"].items()}
         settings = settings_from({**image, **environment}, monkeypatch)
@@ -75,9 +75,17 @@ def test_the_image_and_the_services_set_only_real_settings(
         assert settings.llm.backend == "extractive"  # until a model is configured
         assert settings.llm.base_url == "http://llm:8080/v1"  # the llm profile's server
         assert "8080" in services["llm"]["command"]
-        # The pointer, manifests and BM25 index live in one volume both services mount.
-        mounts = {m.split(":")[1]: m.split(":")[0] for m in services[name]["volumes"]}
-        assert mounts[str(settings.data_dir)] == "rag-index"
+        # They share the state through PostgreSQL, never a volume: /data holds caches only.
+        assert settings.state.backend == "postgresql"
+        assert "@postgres:5432/" in settings.state.url.get_secret_value()
+        mounts = {m.split(":")[1] for m in services[name].get("volumes", [])}
+        assert str(settings.data_dir) not in mounts
+        assert set(services[name]["depends_on"]) == {"chroma", "postgres"}
+    postgres = services["postgres"]
+    assert "ports" not in postgres and postgres["environment"]["POSTGRES_USER"] == "rag"
+    # The API's URL and the server's password are one setting.
+    url = services["api"]["environment"]["RAG_STATE__URL"]
+    assert f":{postgres['environment']['POSTGRES_PASSWORD']}@" in url
 
 
 def test_replicas_are_reached_through_the_proxy() -> None:

@@ -1,0 +1,149 @@
+"""A collection's index records in a real PostgreSQL, as two hosts see them: the reindex lock
+is exclusive across processes and freed when its holder is killed, a commit is a
+compare-and-set (of two writers of one generation exactly one wins), the BM25 index travels
+with its digest, and a replica hears of a commit without asking."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag_service.errors import IndexBusy
+from rag_service.index_state import Failure, SourceEntry
+from rag_service.settings import Settings
+from rag_service.state.pg_state import PostgresState
+from tests.servers import Postgres, postgres_server
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = {"a.md": SourceEntry("0" * 64, "A", ["a:0", "a:1"], 10, "2026-12-05", "utf-8")}
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        yield server
+
+
+def host(pg: Postgres, data: Path) -> PostgresState:
+    """One host's view: its own connection pool, listener and data folder."""
+    settings = Settings(_env_file=None, data_dir=data, state={"url": pg.url})  # type: ignore[call-arg]
+    return PostgresState(settings)
+
+
+def write_bm25(state: PostgresState, name: str, root: Path, store: str, generation: int) -> None:
+    folder = state.index(name, root).bm25_path(store, generation, "bm25s")
+    (folder / "bm25s").mkdir(parents=True)
+    (folder / "rows.json").write_text('{"ids": ["a:0", "a:1"]}', encoding="utf-8")
+    (folder / "bm25s" / "params.index.json").write_text("{}", encoding="utf-8")
+
+
+def wait_for(check: object, what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_commit_reaches_the_other_host_with_its_bm25_files(pg: Postgres, tmp_path: Path) -> None:
+    writer, reader = host(pg, tmp_path / "w"), host(pg, tmp_path / "r")
+    try:
+        mine, theirs = writer.index("notes", tmp_path / "w"), reader.index("notes", tmp_path / "r")
+        assert theirs.current() is None
+        write_bm25(writer, "notes", tmp_path / "w", "rag-1234", 1)
+        committed = mine.commit("rag-1234", 1, "f" * 64, MANIFEST)
+
+        wait_for(lambda: theirs.current() == committed, "the reader to see generation 1")
+        assert theirs.manifest(committed) == MANIFEST
+        fetched = theirs.lexical_index(committed, "bm25s")
+        assert fetched.is_relative_to(tmp_path / "r")  # its own copy, in its own folder
+        assert (fetched / "bm25s" / "params.index.json").read_text() == "{}"
+        assert (fetched / "rows.json").read_text() == '{"ids": ["a:0", "a:1"]}'
+
+        mine.record_failures({"bad.pdf": Failure("encrypted", "e" * 64)}, "ctx")
+        assert theirs.last_failures() == {"bad.pdf": "encrypted"}
+        assert theirs.known_failures("ctx") == {"bad.pdf": Failure("encrypted", "e" * 64)}
+        assert theirs.known_failures("other settings") == {}
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_of_two_commits_of_one_generation_exactly_one_wins(pg: Postgres, tmp_path: Path) -> None:
+    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
+    try:
+        a, b = first.index("race", tmp_path / "1"), second.index("race", tmp_path / "2")
+        a.commit("rag-race", 1, "f" * 64, MANIFEST)
+        b.commit("rag-race", 2, "f" * 64, MANIFEST)
+        with pytest.raises(IndexBusy, match="committed by another reindex first"):
+            a.commit("rag-race", 2, "f" * 64, {})
+        pointer = a.current()
+        assert pointer is not None and pointer.generation == 2
+        assert a.manifest(pointer) == MANIFEST  # the winner's, whole
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_reindex_lock_is_one_per_collection_across_hosts(pg: Postgres, tmp_path: Path) -> None:
+    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
+    try:
+        with first.index("locked", tmp_path / "1").reindex_lock():
+            with pytest.raises(IndexBusy), second.index("locked", tmp_path / "2").reindex_lock():
+                pass
+            with second.index("another", tmp_path / "2").reindex_lock():
+                pass  # another collection is not held
+        with second.index("locked", tmp_path / "2").reindex_lock():
+            pass  # released on leaving
+    finally:
+        first.close()
+        second.close()
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from rag_service.settings import Settings
+from rag_service.state.pg_state import PostgresState
+state = PostgresState(Settings(_env_file=None, data_dir=Path(sys.argv[2]), state={"url": sys.argv[1]}))
+with state.index("killed", Path(sys.argv[2])).reindex_lock():
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_holder_frees_the_lock(pg: Postgres, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, pg.url, str(tmp_path / "holder")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    other = host(pg, tmp_path / "other")
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(IndexBusy), other.index("killed", tmp_path / "other").reindex_lock():
+            pass
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+
+        def free() -> bool:
+            try:
+                with other.index("killed", tmp_path / "other").reindex_lock():
+                    return True
+            except IndexBusy:
+                return False
+
+        # PostgreSQL ends the dead client's session when it notices the closed socket.
+        wait_for(free, "the killed holder's lock to be released")
+    finally:
+        holder.kill()
+        other.close()
