@@ -57,12 +57,13 @@ def running(
     env: dict[str, str] | None = None,
     wait_s: float = 90,
     log: Path | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv``, wait until ``probe_url`` answers 200, stop it afterwards. Its stderr goes
     to ``log`` (default: a new file in ``cwd``)."""
     log = log or cwd / f"server-{Path(argv[-1]).name}-{time.monotonic_ns()}.log"
     proc = subprocess.Popen(
-        argv,
+        [*prefix, *argv],
         env={**os.environ, **(env or {})},
         cwd=cwd,
         stdout=subprocess.DEVNULL,
@@ -133,9 +134,9 @@ class Postgres:
     """A private PostgreSQL cluster on a free loopback port: ``url`` to reach it, and ``stop``
     and ``start`` for the outage tests (same port, same data)."""
 
-    def __init__(self, bin_dir: Path, folder: Path, port: int) -> None:
-        self.bin_dir, self.folder, self.port = bin_dir, folder, port
-        self.url = f"postgresql://rag@127.0.0.1:{port}/postgres"
+    def __init__(self, bin_dir: Path, folder: Path, port: int, host: str = "127.0.0.1") -> None:
+        self.bin_dir, self.folder, self.port, self.host = bin_dir, folder, port, host
+        self.url = f"postgresql://rag@{host}:{port}/postgres"
         # PostgreSQL refuses to run as root: as root, its programs run as the postgres user.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -153,8 +154,14 @@ class Postgres:
             "-E", "UTF8", "--no-locale", "--no-sync",
         )  # fmt: skip
 
+    def trust(self, network: str) -> None:
+        """Let clients from ``network`` (CIDR) in without a password, as loopback is."""
+        hba = self.folder / "data" / "pg_hba.conf"
+        with hba.open("a", encoding="utf-8") as fh:
+            fh.write(f"host all all {network} trust\n")
+
     def start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        options = f"-c listen_addresses={self.host} -p {self.port} -k {self.folder} -c fsync=off"
         self._run(
             "pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"),
             "-o", options, "-w", "-t", "60", "start",
@@ -169,10 +176,11 @@ class Postgres:
 
 
 @contextmanager
-def postgres_server() -> Iterator[Postgres]:
-    """A fresh PostgreSQL cluster (Debian's initdb and pg_ctl) trusting loopback connections as
-    user ``rag``, removed afterwards. Its folder is outside pytest's (which only root may
-    enter) so the postgres user can own it."""
+def postgres_server(host: str = "127.0.0.1", trust: str | None = None) -> Iterator[Postgres]:
+    """A fresh PostgreSQL cluster (Debian's initdb and pg_ctl) listening on ``host`` and
+    trusting loopback connections (and ``trust``'s network) as user ``rag``, removed afterwards.
+    Its folder is outside pytest's (which only root may enter) so the postgres user can own
+    it."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         pytest.skip(
@@ -181,9 +189,11 @@ def postgres_server() -> Iterator[Postgres]:
     folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    server = Postgres(bin_dir, folder, free_port())
+    server = Postgres(bin_dir, folder, free_port(), host)
     try:
         server.init()
+        if trust is not None:
+            server.trust(trust)
         server.start()
         yield server
     finally:
@@ -191,6 +201,80 @@ def postgres_server() -> Iterator[Postgres]:
         with contextlib.suppress(subprocess.CalledProcessError):
             server.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class Hosts:
+    """Processes on hosts of their own: each host a network namespace with its own loopback
+    and one veth link to a bridge in this namespace, whose address (``gateway``) the engines
+    listen on. Nothing is shared between hosts but what is reached through the bridge."""
+
+    def __init__(self) -> None:
+        tag = os.urandom(2).hex()
+        self._bridge = f"rb{tag}"
+        self._tag = tag
+        # A /24 from 10.231.x.0 unlikely to be in use; the last octet numbers the hosts.
+        self._net = f"10.231.{int(tag, 16) % 250 + 1}"
+        self.gateway = f"{self._net}.1"
+        self.network = f"{self._net}.0/24"
+        self._namespaces: list[str] = []
+
+    @staticmethod
+    def available() -> str | None:
+        """Why hosts cannot be made here, or None."""
+        if os.geteuid() != 0:
+            return "network namespaces need root"
+        if shutil.which("ip") is None:
+            return "no `ip` command (iproute2)"
+        return None
+
+    def _ip(self, *args: str, namespace: str | None = None) -> None:
+        inside = ("ip", "netns", "exec", namespace) if namespace else ()
+        subprocess.run([*inside, "ip", *args], check=True, capture_output=True)
+
+    def open(self) -> None:
+        self._ip("link", "add", self._bridge, "type", "bridge")
+        self._ip("addr", "add", f"{self.gateway}/24", "dev", self._bridge)
+        self._ip("link", "set", self._bridge, "up")
+
+    def add(self) -> tuple[tuple[str, ...], str]:
+        """A new host: the command prefix that runs a program on it, and its address."""
+        n = len(self._namespaces) + 1
+        namespace, outside, inside = (
+            f"rag-{self._tag}-{n}",
+            f"rv{self._tag}{n}",
+            f"ri{self._tag}{n}",
+        )
+        address = f"{self._net}.{10 + n}"
+        self._ip("netns", "add", namespace)
+        self._namespaces.append(namespace)
+        self._ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        self._ip("link", "set", inside, "netns", namespace)
+        self._ip("link", "set", outside, "master", self._bridge)
+        self._ip("link", "set", outside, "up")
+        self._ip("addr", "add", f"{address}/24", "dev", inside, namespace=namespace)
+        self._ip("link", "set", inside, "up", namespace=namespace)
+        self._ip("link", "set", "lo", "up", namespace=namespace)
+        return ("ip", "netns", "exec", namespace), address
+
+    def close(self) -> None:
+        for namespace in self._namespaces:  # its end of each veth pair goes with it
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", self._bridge], capture_output=True)
+
+
+@contextmanager
+def hosts() -> Iterator[Hosts]:
+    """``Hosts``, removed afterwards; the test is skipped, with the reason, where it cannot
+    make them."""
+    reason = Hosts.available()
+    if reason is not None:
+        pytest.skip(reason)
+    made = Hosts()
+    try:
+        made.open()
+        yield made
+    finally:
+        made.close()
 
 
 @contextmanager

@@ -1,0 +1,122 @@
+"""The PostgreSQL layout with every process on a host of its own: the reindex and two API
+replicas each in a network namespace (own loopback, one link to a bridge) and with their own
+data folder and HOME; PostgreSQL and Chroma listen on the bridge. Whatever works here does not
+lean on a shared loopback or a shared folder, only on the two engines' ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DATA
+from tests.servers import Hosts, free_port, hosts, postgres_server, running
+
+pytestmark = [pytest.mark.api, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def own(root: Path, name: str, shared: dict[str, str]) -> dict[str, str]:
+    home = root / name / "home"
+    home.mkdir(parents=True)
+    return {**shared, "RAG_DATA_DIR": str(root / name / "data"), "HOME": str(home)}
+
+
+class Site:
+    def __init__(self, net: Hosts, root: Path, shared: dict[str, str], pg_port: int) -> None:
+        self.net, self.root, self.shared, self.pg_port = net, root, shared, pg_port
+        self.replicas: list[tuple[tuple[str, ...], str]] = []  # (prefix, URL)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("hosts")
+    docs = root / "docs"
+    shutil.copytree(DATA / "docs", docs)
+    with ExitStack() as stack:
+        net = stack.enter_context(hosts())
+        pg = stack.enter_context(postgres_server(host=net.gateway, trust=net.network))
+        chroma_port = free_port()
+        chroma = [
+            str(Path(sys.executable).parent / "chroma"),
+            "run",
+            "--path",
+            str(root / "chroma"),
+        ]
+        chroma += ["--host", net.gateway, "--port", str(chroma_port)]
+        stack.enter_context(
+            running(chroma, f"http://{net.gateway}:{chroma_port}/api/v2/heartbeat", root, wait_s=30)
+        )
+        shared = {
+            "RAG_STATE__URL": pg.url,
+            "RAG_STORE__BACKEND": "chroma-http",
+            "RAG_STORE__CHROMA_HOST": net.gateway,
+            "RAG_STORE__CHROMA_PORT": str(chroma_port),
+            "RAG_CORPUS_DIR": str(docs),
+            "RAG_LOG__FORMAT": "json",
+            "PYTHONPATH": str(REPO),
+        }
+        site = Site(net, root, shared, pg.port)
+        prefix, _ = net.add()
+        indexed = subprocess.run(
+            [*prefix, sys.executable, "-m", "rag_cli", "reindex", "--json"],
+            env={**os.environ, **own(root, "reindex", shared)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert indexed.returncode == 0, indexed.stderr
+        assert json.loads(indexed.stdout)["generation"] == 1
+        for name in ("replica-a", "replica-b"):
+            prefix, address = net.add()
+            port = free_port()
+            env = {**own(root, name, shared), "RAG_API__HOST": address, "RAG_API__AUTH": "off"}
+            argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(port)]
+            url = f"http://{address}:{port}"
+            stack.enter_context(running(argv, f"{url}/healthz", root / name, env, prefix=prefix))
+            site.replicas.append((prefix, url))
+        yield site
+
+
+def test_replicas_on_their_own_hosts_serve_the_reindex_hosts_index(site: Site) -> None:
+    for _, url in site.replicas:
+        response = httpx.post(
+            f"{url}/v1/search",
+            json={"query": "How many heads did the original transformer use?", "top_k": 3},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["generation"] == 1 and body["passages"][0]["source"] == "attention.md"
+        ready = httpx.get(f"{url}/readyz", timeout=30).json()
+        assert ready["status"] == "ready" and ready["checks"]["state"]["detail"] == "postgresql"
+
+
+def test_a_replicas_host_shares_no_loopback_with_the_engines(site: Site) -> None:
+    prefix, _ = site.replicas[0]
+    probe = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2)"
+    on_loopback = subprocess.run(
+        [*prefix, sys.executable, "-c", probe, str(site.pg_port)], capture_output=True, text=True
+    )
+    assert on_loopback.returncode != 0 and "Connection refused" in on_loopback.stderr
+    over_the_link = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-c",
+            probe.replace("127.0.0.1", site.net.gateway),
+            str(site.pg_port),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert over_the_link.returncode == 0, over_the_link.stderr
