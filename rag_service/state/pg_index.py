@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from rag_service.errors import IndexBusy, StateUnavailable
 from rag_service.index_state import Failure, IndexPointer, IndexState, Manifest, SourceEntry
-from rag_service.state.postgres import Database, Notifications, Stamp, notify
+from rag_service.state.postgres import Database, Notifications, Stamp, first_line, notify
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class PostgresIndexRecords:
         )
         self.token_cache_path = local.token_cache_path
         self._topic = f"generation:{name}"
+        self._lock_session: psycopg.Connection[dict[str, Any]] | None = None
 
     # Reading
     def pointer_stamp(self) -> tuple[str, int, str] | None:
@@ -147,7 +149,7 @@ class PostgresIndexRecords:
         folders = sorted(self._local.bm25_dir.glob(f"{store}.{generation}.*"))
         archives = [(folder.name, _pack(folder)) for folder in folders if folder.is_dir()]
         body = {s: asdict(entry) for s, entry in sorted(manifest.items())}
-        with self._db.connection() as conn, conn.transaction():
+        with self._committing() as conn, conn.transaction():
             row = conn.execute(
                 "SELECT * FROM rag_pointers WHERE collection = %s FOR UPDATE", (self._name,)
             ).fetchone()
@@ -230,10 +232,31 @@ class PostgresIndexRecords:
 
     @contextlib.contextmanager
     def reindex_lock(self) -> Iterator[None]:
-        with self._db.advisory_lock(f"reindex:{self._name}") as taken:
-            if not taken:
+        with self._db.session_lock(f"reindex:{self._name}") as session:
+            if session is None:
                 raise IndexBusy(f"another reindex of {self._name!r} is running")
-            yield
+            self._lock_session = session
+            try:
+                yield
+            finally:
+                self._lock_session = None
+
+    @contextlib.contextmanager
+    def _committing(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """The session to commit through: the reindex lock's own while it is held, so a run
+        that lost its lock (PostgreSQL restarted under it) cannot commit, and another run that
+        took the lock meanwhile is the only writer."""
+        if self._lock_session is None:
+            with self._db.connection() as conn:
+                yield conn
+            return
+        try:
+            yield self._lock_session
+        except psycopg.OperationalError as exc:
+            raise StateUnavailable(
+                f"lost the reindex lock of {self._name!r} with the connection to PostgreSQL "
+                f"({first_line(exc)}); nothing was committed"
+            ) from None
 
 
 def _pointer(row: dict[str, Any]) -> IndexPointer:

@@ -145,7 +145,7 @@ class Database:
                 yield conn  # type: ignore[misc]
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise StateUnavailable(
-                f"PostgreSQL at {self.shown} is unavailable: {_first_line(exc)}"
+                f"PostgreSQL at {self.shown} is unavailable: {first_line(exc)}"
             ) from None
 
     def connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
@@ -154,17 +154,28 @@ class Database:
             return psycopg.connect(self.url, autocommit=autocommit, **self._kwargs)
         except psycopg.OperationalError as exc:
             raise StateUnavailable(
-                f"PostgreSQL at {self.shown} is unavailable: {_first_line(exc)}"
+                f"PostgreSQL at {self.shown} is unavailable: {first_line(exc)}"
             ) from None
 
     @contextlib.contextmanager
     def advisory_lock(self, name: str) -> Iterator[bool]:
         """Try to take the session lock ``name`` on a connection of its own; yields whether it
         was taken. It is released on leaving, or by PostgreSQL when this process dies."""
+        with self.session_lock(name) as session:
+            yield session is not None
+
+    @contextlib.contextmanager
+    def session_lock(self, name: str) -> Iterator[psycopg.Connection[dict[str, Any]] | None]:
+        """As ``advisory_lock``, yielding the session that holds the lock (None: not taken).
+        Writing through that session is writing under the lock: if the session was lost (and
+        the lock with it, to PostgreSQL or the network going away), the write fails."""
         conn = self.connect()
+        conn.row_factory = dict_row
         try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()
-            yield bool(row and row[0])
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s) AS taken", (lock_key(name),)
+            ).fetchone()
+            yield conn if row and row["taken"] else None
         finally:
             conn.close()  # ends the session, and with it the lock
 
@@ -255,11 +266,11 @@ class Notifications:
                     # notifies() returns quietly on a dead connection: probe it.
                     conn.execute("SELECT 1")
             except psycopg.Error as exc:
-                log.warning("state notifications interrupted: %s", _first_line(exc))
+                log.warning("state notifications interrupted: %s", first_line(exc))
             finally:
                 self._listening = False
                 conn.close()
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

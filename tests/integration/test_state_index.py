@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.errors import IndexBusy
+from rag_service.errors import IndexBusy, StateUnavailable
 from rag_service.index_state import Failure, SourceEntry
 from rag_service.settings import Settings
 from rag_service.state.pg_state import PostgresState
@@ -147,3 +147,21 @@ def test_a_killed_holder_frees_the_lock(pg: Postgres, tmp_path: Path) -> None:
     finally:
         holder.kill()
         other.close()
+
+
+def test_a_run_that_lost_its_lock_to_a_restart_cannot_commit(pg: Postgres, tmp_path: Path) -> None:
+    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
+    try:
+        a, b = first.index("restart", tmp_path / "1"), second.index("restart", tmp_path / "2")
+        with a.reindex_lock():
+            pg.stop()  # PostgreSQL restarts under the run: its session, and the lock, are gone
+            pg.start()
+            with b.reindex_lock():  # so another run may take it, and commits
+                b.commit("rag-restart", 1, "f" * 64, MANIFEST)
+            with pytest.raises(StateUnavailable, match="lost the reindex lock"):
+                a.commit("rag-restart", 1, "f" * 64, {})
+        pointer = b.current()
+        assert pointer is not None and b.manifest(pointer) == MANIFEST
+    finally:
+        first.close()
+        second.close()
