@@ -8,6 +8,11 @@ Layout under ``data_dir``::
     collections/<name>/CURRENT.json ...   its index state (``IndexState`` rooted here)
     collections/<name>/documents/         the folder of a managed collection
 
+With ``RAG_STATE__URL`` set, the records and the index state are in PostgreSQL
+(``state.pg_collections``, ``state.pg_index``), so every process agrees on which collections
+exist; the folders under ``collections/<name>/`` hold caches and a managed collection's
+documents, which (for now) stay on the host that wrote them.
+
 Each collection indexes exactly one folder, so the API and ``rag reindex`` share one
 incremental engine:
 
@@ -29,11 +34,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rag_service.errors import BadRequest, ConfigError, NameTaken, NotFound
 from rag_service.index_state import write_atomically
 from rag_service.names import folded, hidden_character, nfc, utf8_length
-from rag_service.protocols import IndexRecords, StateStore
+from rag_service.protocols import CollectionRecords, IndexRecords, StateStore
 from rag_service.state import FileState
 
 DEFAULT = "default"
@@ -48,6 +54,11 @@ NAME_RULE = (
 )
 
 _RECORD = "collection.json"
+
+
+def _root(data_dir: Path, name: str) -> Path:
+    """A collection's folder under the data directory (of a name already checked)."""
+    return data_dir if name == DEFAULT else data_dir / "collections" / name
 
 
 def store_name(prefix: str, collection: str, fingerprint: str) -> str:
@@ -99,17 +110,18 @@ def _now() -> str:
 
 
 class Collections:
-    """The collections on disk under one data directory (given resolved, as settings give it)."""
+    """The collections of one data directory (given resolved, as settings give it): the rules
+    for their names and folders, over the records ``state`` keeps."""
 
     def __init__(self, data_dir: Path, corpus_dir: Path, state: StateStore | None = None) -> None:
-        """``state``: where the index records live (default: files under ``data_dir``)."""
+        """``state``: where the records live (default: files under ``data_dir``)."""
         self._data_dir = data_dir
         self._corpus_dir = corpus_dir
-        self._dir = data_dir / "collections"
         self._state: StateStore = state or FileState(data_dir)
+        self._records: CollectionRecords = self._state.collection_records()
 
     def root(self, name: str) -> Path:
-        return self._data_dir if name == DEFAULT else self._dir / check_name(name)
+        return _root(self._data_dir, check_name(name))
 
     def records(self, name: str) -> IndexRecords:
         """The index records of ``name``, whether or not the collection exists yet (a reindex
@@ -119,9 +131,8 @@ class Collections:
     def _read(self, name: str) -> Collection | None:
         name = check_name(name)
         root = self.root(name)
-        try:
-            raw = json.loads((root / _RECORD).read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        raw = self._records.read(name)
+        if raw is None:
             if name == DEFAULT:  # exists from the start, mirroring RAG_CORPUS_DIR
                 return Collection(DEFAULT, root, self._corpus_dir, False, "", self._state)
             return None
@@ -132,28 +143,16 @@ class Collections:
         return Collection(name, root, folder, managed, str(raw["created_at"]), self._state)
 
     def _write(self, collection: Collection) -> None:
-        collection.root.mkdir(parents=True, exist_ok=True)
         record = {
             "folder": str(collection.folder),
             "managed": collection.managed,
             "created_at": collection.created_at,
         }
-        write_atomically(collection.root / _RECORD, record)
-
-    @contextlib.contextmanager
-    def _naming(self) -> Iterator[None]:
-        """Held (by any process) from checking that a name is free to writing its record."""
-        self._dir.mkdir(parents=True, exist_ok=True)
-        with (self._dir / ".naming.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        self._records.write(collection.name, record)
 
     def _refuse_lookalike(self, name: str) -> None:
         """``NameTaken`` if a collection's name differs from ``name`` only in case (a new
-        collection's name; under ``_naming``)."""
+        collection's name; under ``naming``)."""
         taken = next((n for n in self.names() if folded(n) == folded(name)), None)
         if taken is not None:
             raise NameTaken(
@@ -171,19 +170,12 @@ class Collections:
         return self._read(name) is not None
 
     def names(self) -> list[str]:
-        found = [DEFAULT]
-        if self._dir.is_dir():
-            found += sorted(
-                p.parent.name
-                for p in self._dir.glob(f"*/{_RECORD}")
-                if p.parent.name != DEFAULT and _is_name(p.parent.name)
-            )
-        return found
+        return [DEFAULT] + [n for n in self._records.names() if n != DEFAULT and _is_name(n)]
 
     def create(self, name: str) -> tuple[Collection, bool]:
         """A managed collection; ``(collection, False)`` if it already exists (any kind)."""
         name = check_name(name)
-        with self._naming():
+        with self._records.naming():
             existing = self._read(name)
             if existing is not None:
                 return existing, False
@@ -207,7 +199,7 @@ class Collections:
                 raise ConfigError(f"no collection {name!r}: give the folder it should index")
             return existing
         folder = folder.resolve()  # given on the command line, relative to where it runs
-        with self._naming():
+        with self._records.naming():
             existing = self._read(name)
             if existing is not None and existing.folder.resolve() == folder:
                 return existing
@@ -230,7 +222,7 @@ class Collections:
         requests reading them to finish."""
         if collection.name == DEFAULT:
             raise BadRequest("the default collection cannot be deleted")
-        (collection.root / _RECORD).unlink(missing_ok=True)
+        self._records.remove(collection.name)
 
     def relist(self, collection: Collection) -> None:
         """Undo ``unlist``: a deletion that could not finish can be tried again."""
@@ -242,6 +234,55 @@ class Collections:
         if collection.name == DEFAULT:
             raise BadRequest("the default collection cannot be deleted")
         shutil.rmtree(collection.root, ignore_errors=True)
+
+
+class FileCollectionRecords:
+    """The file layout's records: ``collection.json`` in each collection's folder (the default
+    collection's at the top of the data directory, once a reindex pointed it at another folder
+    than ``RAG_CORPUS_DIR``), listed by globbing, named under a ``flock``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+
+    def _path(self, name: str) -> Path:
+        return _root(self._data_dir, name) / _RECORD
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        try:
+            raw: dict[str, Any] = json.loads(self._path(name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return raw
+
+    def write(self, name: str, record: dict[str, Any]) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, record)
+
+    def names(self) -> list[str]:
+        # A folder collections/default/ is not where the default collection's record lives.
+        found = [
+            p.parent.name
+            for p in (self._data_dir / "collections").glob(f"*/{_RECORD}")
+            if p.parent.name != DEFAULT
+        ]
+        if self._path(DEFAULT).is_file():
+            found.append(DEFAULT)
+        return sorted(found)
+
+    def remove(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def naming(self) -> Iterator[None]:
+        folder = self._data_dir / "collections"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".naming.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _is_name(name: str) -> bool:

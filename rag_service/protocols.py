@@ -240,6 +240,37 @@ class IndexRecords(Protocol):
         ...
 
 
+class CollectionRecords(Protocol):
+    """Which collections exist: one record (a JSON object: the folder it indexes, whether it is
+    managed, when it was made) per listed collection, shared by every process that shares the
+    state. Persistence only: what a name may be and what a record means are decided by
+    ``Collections``.
+
+    Outside ``naming`` a read may lag another process's write by the time its notice takes to
+    arrive (files: never); under ``naming`` it sees every write committed before."""
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        """``name``'s record; None if it is not listed."""
+        ...
+
+    def write(self, name: str, record: dict[str, Any]) -> None:
+        """List ``name`` with ``record``, replacing the record it had."""
+        ...
+
+    def names(self) -> list[str]:
+        """Every listed name, sorted."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Unlist ``name``: from now on it does not exist, for every process."""
+        ...
+
+    def naming(self) -> AbstractContextManager[None]:
+        """Held from checking that a name is free to writing its record, by one holder at a
+        time in any process on any host; waits for the holder before."""
+        ...
+
+
 class StateStore(Protocol):
     """Where a process keeps everything but the vectors (``rag_service.state.open_state``)."""
 
@@ -248,6 +279,10 @@ class StateStore(Protocol):
     def index(self, name: str, root: Path) -> IndexRecords:
         """Collection ``name``'s index records; ``root`` is its local folder (for files, the
         records themselves; for PostgreSQL, the caches)."""
+        ...
+
+    def collection_records(self) -> CollectionRecords:
+        """Which collections exist, and what each indexes."""
         ...
 
     def check(self) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rag_service.errors import ConfigError
 from rag_service.index_state import IndexState
-from rag_service.protocols import IndexRecords, StateStore
+from rag_service.protocols import CollectionRecords, IndexRecords, StateStore
 from rag_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +31,13 @@ class FileState:
 
     def index(self, name: str, root: Path) -> IndexRecords:
         return IndexState(root)
+
+    def collection_records(self) -> CollectionRecords:
+        # Imported here, not at the top: collections.py imports this module (a FileState is
+        # its default store).
+        from rag_service.collections import FileCollectionRecords
+
+        return FileCollectionRecords(self.data_dir)
 
     def check(self) -> None:
         """Files need no server."""

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rag_service.errors import StateUnavailable
 from rag_service.index_state import IndexState
-from rag_service.protocols import IndexRecords
+from rag_service.protocols import CollectionRecords, IndexRecords
 from rag_service.settings import Settings
+from rag_service.state.pg_collections import PostgresCollectionRecords
 from rag_service.state.pg_index import PointerCache, PostgresIndexRecords
 from rag_service.state.postgres import Database, Notifications
 
@@ -21,10 +22,15 @@ class PostgresState:
         self.notes = Notifications(self.db, settings.state.retry_s)
         self.notes.wait_listening(settings.state.connect_timeout_s)
         self._pointers = PointerCache()
+        self._collections = PostgresCollectionRecords(self.db, self.notes)
 
     def index(self, name: str, root: Path) -> IndexRecords:
         """``root``: the collection's local folder, for the caches (BM25 files, tokens)."""
         return PostgresIndexRecords(self.db, self.notes, name, IndexState(root), self._pointers)
+
+    def collection_records(self) -> CollectionRecords:
+        """The process's one copy, which every ``Collections`` shares."""
+        return self._collections
 
     def check(self) -> None:
         # The listening connection notices an outage within a second: no need to wait out a

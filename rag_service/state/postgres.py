@@ -10,7 +10,8 @@ Tables (all prefixed ``rag_``, so the database can be shared with other applicat
     rag_generations   each committed generation: fingerprint, counts, manifest
     rag_lexical       each generation's BM25 index files, as one archive with its sha256
     rag_failures      the files a collection's last reindex could not read
-    rag_collections   the collection records (managed or mirrored, their folder)
+    rag_collections   the listed collections, each with its record (managed or mirrored,
+                      its folder); unlisting one deletes its row
     rag_keys          API keys: name, digest (never the key), scope, created, last used
     rag_secrets       the signing secret every replica shares
 
@@ -77,8 +78,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE rag_collections (
         name text PRIMARY KEY,
-        record jsonb NOT NULL,
-        listed boolean NOT NULL DEFAULT true
+        record jsonb NOT NULL
     );
     CREATE TABLE rag_keys (
         name text PRIMARY KEY,
@@ -144,18 +144,18 @@ class Database:
                 conn.row_factory = dict_row  # type: ignore[assignment]
                 yield conn  # type: ignore[misc]
         except (PoolTimeout, psycopg.OperationalError) as exc:
-            raise StateUnavailable(
-                f"PostgreSQL at {self.shown} is unavailable: {first_line(exc)}"
-            ) from None
+            raise self.unavailable(exc) from None
 
     def connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A connection of its own, outside the pool: for a lock held for minutes, or LISTEN."""
         try:
             return psycopg.connect(self.url, autocommit=autocommit, **self._kwargs)
         except psycopg.OperationalError as exc:
-            raise StateUnavailable(
-                f"PostgreSQL at {self.shown} is unavailable: {first_line(exc)}"
-            ) from None
+            raise self.unavailable(exc) from None
+
+    def unavailable(self, exc: BaseException) -> StateUnavailable:
+        """What to raise when talking to PostgreSQL failed with ``exc``."""
+        return StateUnavailable(f"PostgreSQL at {self.shown} is unavailable: {first_line(exc)}")
 
     @contextlib.contextmanager
     def advisory_lock(self, name: str) -> Iterator[bool]:
