@@ -183,6 +183,7 @@ class Collections:
             root = self.root(name)
             # What a deletion or a creation cut short left behind must not come back.
             shutil.rmtree(root, ignore_errors=True)
+            self.records(name).drop()
             collection = Collection(name, root, root / "documents", True, _now(), self._state)
             collection.folder.mkdir(parents=True)
             self._write(collection)
@@ -233,6 +234,7 @@ class Collections:
         and, if managed, its documents. The caller drops its Chroma collections first."""
         if collection.name == DEFAULT:
             raise BadRequest("the default collection cannot be deleted")
+        collection.state.drop()
         shutil.rmtree(collection.root, ignore_errors=True)
 
 

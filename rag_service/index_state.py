@@ -164,6 +164,12 @@ class IndexState:
                 if path.is_dir() and path.name.rsplit(".", 1)[0] not in stems:
                     shutil.rmtree(path, ignore_errors=True)
 
+    def drop(self) -> None:
+        self.pointer_path.unlink(missing_ok=True)
+        (self.data_dir / "failures.json").unlink(missing_ok=True)
+        shutil.rmtree(self.manifest_dir, ignore_errors=True)
+        shutil.rmtree(self.bm25_dir, ignore_errors=True)
+
     def record_failures(self, failed: dict[str, Failure], context: str) -> None:
         """What the last (not dry) reindex could not read, source -> reason and the digest of
         the bytes that failed: the documents listing shows the reason beside the manifest (which

@@ -234,6 +234,11 @@ class IndexRecords(Protocol):
 
     def known_failures(self, context: str) -> dict[str, Failure]: ...
 
+    def drop(self) -> None:
+        """Forget every generation, manifest and failure of the collection (it is being
+        deleted, or made anew under a name that was deleted)."""
+        ...
+
     def reindex_lock(self) -> AbstractContextManager[None]:
         """Held by the one reindex of this collection allowed at a time, in any process on any
         host; ``IndexBusy`` when taken; released when its holder exits or dies."""

@@ -196,6 +196,20 @@ class PostgresIndexRecords:
             _write_digest(self._local.bm25_dir / name, hashlib.sha256(data).hexdigest())
         return pointer
 
+    def drop(self) -> None:
+        with self._db.connection() as conn, conn.transaction():
+            for statement in (
+                "DELETE FROM rag_pointers WHERE collection = %s",
+                "DELETE FROM rag_generations WHERE collection = %s",
+                "DELETE FROM rag_lexical WHERE collection = %s",
+                "DELETE FROM rag_failures WHERE collection = %s",
+            ):
+                conn.execute(statement, (self._name,))
+            notify(conn, self._topic)
+        self._cache.pointers.pop(self._name, None)
+        self._cache.manifests.pop(self._name, None)
+        self._local.drop()
+
     def record_failures(self, failed: dict[str, Failure], context: str) -> None:
         payload = {
             "failed": {path: f.error for path, f in failed.items()},

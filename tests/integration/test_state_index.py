@@ -165,3 +165,21 @@ def test_a_run_that_lost_its_lock_to_a_restart_cannot_commit(pg: Postgres, tmp_p
     finally:
         first.close()
         second.close()
+
+
+def test_a_dropped_collection_is_gone_for_every_host(pg: Postgres, tmp_path: Path) -> None:
+    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
+    try:
+        a, b = first.index("dropped", tmp_path / "1"), second.index("dropped", tmp_path / "2")
+        write_bm25(first, "dropped", tmp_path / "1", "rag-drop", 1)
+        a.commit("rag-drop", 1, "f" * 64, MANIFEST)
+        a.record_failures({"bad.pdf": Failure("encrypted", None)}, "ctx")
+        wait_for(lambda: b.current() is not None, "the commit to be seen")
+        a.drop()
+        # A collection made anew under the name starts from nothing, on every host.
+        wait_for(lambda: b.current() is None, "the drop to be seen")
+        assert a.current() is None and b.last_failures() == {}
+        assert not a.bm25_path("rag-drop", 1, "bm25s").exists()
+    finally:
+        first.close()
+        second.close()
