@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from rag_service.errors import ConfigError
 from rag_service.index_state import IndexState
-from rag_service.protocols import IndexRecords, StateStore
+from rag_service.keys import KeyStore
+from rag_service.protocols import ApiKeys, IndexRecords, StateStore
 from rag_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ class FileState:
 
     def index(self, name: str, root: Path) -> IndexRecords:
         return IndexState(root)
+
+    def keys(self) -> ApiKeys:
+        return KeyStore(self.data_dir)
 
     def check(self) -> None:
         """Files need no server."""

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from rag_service.errors import StateUnavailable
 from rag_service.index_state import IndexState
-from rag_service.protocols import IndexRecords
+from rag_service.protocols import ApiKeys, IndexRecords
 from rag_service.settings import Settings
 from rag_service.state.pg_index import PointerCache, PostgresIndexRecords
+from rag_service.state.pg_keys import PostgresKeys
 from rag_service.state.postgres import Database, Notifications
 
 
@@ -21,10 +22,15 @@ class PostgresState:
         self.notes = Notifications(self.db, settings.state.retry_s)
         self.notes.wait_listening(settings.state.connect_timeout_s)
         self._pointers = PointerCache()
+        self._keys = PostgresKeys(self.db, self.notes)
 
     def index(self, name: str, root: Path) -> IndexRecords:
         """``root``: the collection's local folder, for the caches (BM25 files, tokens)."""
         return PostgresIndexRecords(self.db, self.notes, name, IndexState(root), self._pointers)
+
+    def keys(self) -> ApiKeys:
+        """One per process: its copy of the key set serves every request."""
+        return self._keys
 
     def check(self) -> None:
         # The listening connection notices an outage within a second: no need to wait out a
