@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rag_cli import docs, remote
 from rag_service.errors import RagError
-from rag_service.keys import KeyStore, KeyStoreError
+from rag_service.keys import KeyStoreError
 from rag_service.logs import configure_logging
 from rag_service.settings import Settings
+
+if TYPE_CHECKING:
+    from rag_service.protocols import ApiKeys
 
 app = typer.Typer(help="Retrieval-augmented question answering over your own documents.")
 
@@ -30,7 +35,7 @@ def _settings(verbose: bool) -> Settings:
     return settings
 
 
-def _fail(exc: RagError) -> typer.Exit:
+def _fail(exc: RagError | KeyStoreError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
 
@@ -360,8 +365,18 @@ keys = typer.Typer(help="API keys: needed when the server binds beyond loopback.
 app.add_typer(keys, name="keys")
 
 
-def _key_store() -> KeyStore:
-    return KeyStore(_settings(verbose=False).data_dir)
+@contextmanager
+def _key_store() -> Iterator[ApiKeys]:
+    """The keys where the server keeps them (RAG_STATE__URL, else the data directory); a
+    refusal or an unreachable PostgreSQL is one line on stderr and exit status 2."""
+    from rag_service.state import close_states, open_state
+
+    try:
+        yield open_state(_settings(verbose=False)).keys()
+    except (KeyStoreError, RagError) as exc:
+        raise _fail(exc) from exc
+    finally:
+        close_states()
 
 
 @keys.command("create")
@@ -372,11 +387,8 @@ def create_key(
     ] = "query",
 ) -> None:
     """Make a key and print it, once: only a keyed digest of it is kept."""
-    try:
-        key = _key_store().create(name, scope)  # type: ignore[arg-type]  # checked inside
-    except KeyStoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    with _key_store() as store:
+        key = store.create(name, scope)  # type: ignore[arg-type]  # checked inside
     typer.echo(key)
     typer.echo(f"(the {scope} key {name!r}: store it now, it cannot be shown again)", err=True)
 
@@ -386,7 +398,8 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Names, scopes, when each was made and last used; never the keys."""
-    infos = _key_store().list_keys()
+    with _key_store() as store:
+        infos = store.list_keys()
     if as_json:
         typer.echo(json.dumps([vars(info) for info in infos]))
         return
@@ -396,12 +409,10 @@ def list_keys(
 
 @keys.command("revoke")
 def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
-    """Delete a key; every server reading this data directory refuses it from its next request."""
-    try:
-        _key_store().revoke(name)
-    except KeyStoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    """Delete a key; every server sharing the keys (the data directory, or PostgreSQL) refuses
+    it from its next request."""
+    with _key_store() as store:
+        store.revoke(name)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ are slow on purpose so that a stolen file cannot be used to try the few million 
 choose, but a 256-bit random key cannot be guessed at any speed, so slowness would only tax every
 request. The HMAC's secret means the key file alone does not even let one test a candidate.
 
-Both files live in the data directory that API replicas already share (``keys.json`` and
-``keys.secret``, mode 0600). Writers (the CLI) take ``keys.lock`` and replace ``keys.json``
-atomically; readers (each API process) reload it when its modification time changes, so a
-revoked key stops working on every replica at its next request. The last use of a key is the
-modification time of its own marker file (``keys.used/NAME``), touched at most once a minute per
-process: request handling never rewrites the key file, so it can never lose a key to a race.
+With ``RAG_STATE__URL`` set the digests and the secret are rows in PostgreSQL instead
+(``rag_service.state.pg_keys``), so replicas with data folders of their own share them; both
+stores satisfy ``rag_service.protocols.ApiKeys`` and share the hashing below.
+
+In the file layout (``KeyStore``) both files live in the data directory that API replicas
+share (``keys.json`` and ``keys.secret``, mode 0600). Writers (the CLI) take ``keys.lock`` and
+replace ``keys.json`` atomically; readers (each API process) reload it when its modification
+time changes, so a revoked key stops working on every replica at its next request. The last use
+of a key is the modification time of its own marker file (``keys.used/NAME``), touched at most
+once a minute per process: request handling never rewrites the key file, so it can never lose a
+key to a race.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -65,6 +70,58 @@ class KeyInfo:
     last_used: str | None
 
 
+def new_key(name: str, scope: Scope) -> str:
+    """A fresh key for ``name``; KeyStoreError if the name or scope is not one we accept."""
+    if not _NAME.fullmatch(name):
+        raise KeyStoreError(f"a key name is 1-64 of A-Z a-z 0-9 . _ - (not {name!r})")
+    if scope not in SCOPES:
+        raise KeyStoreError(f"scope must be one of {', '.join(SCOPES)}")
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def now() -> str:
+    """The time of day as keys record it: ISO 8601, UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def keyed_digest(secret: bytes, key: str) -> str:
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+
+
+def keyed_signature(secret: bytes, purpose: str, message: str) -> str:
+    """``message`` signed under ``secret``, separated by ``purpose`` from the key digests and
+    from other uses."""
+    payload = f"{purpose}\0{message}".encode()
+    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
+
+
+def touch_due(touched: dict[str, float], name: str) -> bool:
+    """Whether to record a use of ``name`` now: at most every _TOUCH_EVERY_S per key and
+    process, so that checking a key costs no write on most requests. ``touched`` is the
+    process's record of when each was last recorded."""
+    moment = time.monotonic()
+    if moment - touched.get(name, -_TOUCH_EVERY_S) < _TOUCH_EVERY_S:
+        return False
+    touched[name] = moment
+    return True
+
+
+def find(
+    keys: tuple[ApiKey, ...], presented: str, digest_of: Callable[[str], str]
+) -> ApiKey | None:
+    """The key ``presented`` is, or None. Every stored digest is compared, in constant time,
+    so the time taken says nothing about which key came close. ``digest_of`` is called only
+    when there are keys: before the first, a store may have no secret to hash with yet."""
+    if not presented.startswith(PREFIX) or not keys:
+        return None
+    digest = digest_of(presented)
+    found = None
+    for key in keys:
+        if hmac.compare_digest(key.digest, digest):
+            found = key
+    return found
+
+
 class KeyStore:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "keys.json"
@@ -82,16 +139,11 @@ class KeyStore:
     # Writing (the CLI)
     def create(self, name: str, scope: Scope) -> str:
         """A new key; it is returned once and never stored."""
-        if not _NAME.fullmatch(name):
-            raise KeyStoreError(f"a key name is 1-64 of A-Z a-z 0-9 . _ - (not {name!r})")
-        if scope not in SCOPES:
-            raise KeyStoreError(f"scope must be one of {', '.join(SCOPES)}")
-        key = PREFIX + secrets.token_urlsafe(32)
+        key = new_key(name, scope)
         with self._writing() as keys:
             if any(k.name == name for k in keys):
                 raise KeyStoreError(f"a key named {name!r} exists; revoke it first")
-            created = datetime.now(UTC).isoformat(timespec="seconds")
-            keys.append(ApiKey(name, scope, created, self._digest(key)))
+            keys.append(ApiKey(name, scope, now(), self._digest(key)))
         return key
 
     def revoke(self, name: str) -> None:
@@ -110,16 +162,8 @@ class KeyStore:
         return bool(self._current())
 
     def verify(self, presented: str) -> ApiKey | None:
-        """The key ``presented`` is, or None. Every stored digest is compared, in constant time,
-        so the time taken says nothing about which key came close."""
-        keys = self._current()
-        if not presented.startswith(PREFIX) or not keys:
-            return None
-        digest = self._digest(presented)
-        found = None
-        for key in keys:
-            if hmac.compare_digest(key.digest, digest):
-                found = key
+        """The key ``presented`` is, or None (``find``)."""
+        found = find(self._current(), presented, self._digest)
         if found is not None:
             self._touch(found.name)
         return found
@@ -150,11 +194,10 @@ class KeyStore:
         """An HMAC of ``message`` under the keys' secret, separated by ``purpose`` from the key
         digests and from other uses (signed document links). Meaningful only once a key exists:
         before that the secret is empty, and nothing should rely on a signature."""
-        payload = f"{purpose}\0{message}".encode()
-        return hmac.new(self._load_secret(), payload, hashlib.sha256).hexdigest()
+        return keyed_signature(self._load_secret(), purpose, message)
 
     def _digest(self, key: str) -> str:
-        return hmac.new(self._load_secret(), key.encode(), hashlib.sha256).hexdigest()
+        return keyed_digest(self._load_secret(), key)
 
     def _load_secret(self) -> bytes:
         if self._secret is None:
@@ -178,10 +221,8 @@ class KeyStore:
             _write_private(self.path, json.dumps(body, indent=2) + "\n")
 
     def _touch(self, name: str) -> None:
-        now = time.monotonic()
-        if now - self._touched.get(name, -_TOUCH_EVERY_S) < _TOUCH_EVERY_S:
+        if not touch_due(self._touched, name):
             return
-        self._touched[name] = now
         try:
             self._used.mkdir(exist_ok=True)
             (self._used / name).touch()

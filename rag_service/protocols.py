@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag_service.index_state import Failure, IndexPointer, Manifest
+from rag_service.keys import ApiKey, KeyInfo, Scope
 from rag_service.types import Chunk, Completion, GenerationParams, Judgement, Prompt, ScoredId
 
 Vectors = NDArray[np.float32]
@@ -273,6 +274,34 @@ class CollectionRecords(Protocol):
     def naming(self) -> AbstractContextManager[None]:
         """Held from checking that a name is free to writing its record, by one holder at a
         time in any process on any host; waits for the holder before."""
+
+
+class ApiKeys(Protocol):
+    """The API keys a server accepts, kept as keyed digests (never the keys), and the secret
+    they are hashed with, which also signs document links. Files under the data folder
+    (``KeyStore``) or rows in PostgreSQL (``PostgresKeys``)."""
+
+    def create(self, name: str, scope: Scope) -> str:
+        """A new key, returned once; ``KeyStoreError`` for a bad or taken name."""
+        ...
+
+    def revoke(self, name: str) -> None:
+        """Every process sharing the store refuses the key from its next request (PostgreSQL:
+        once the change is announced); ``KeyStoreError`` if there is no such key."""
+        ...
+
+    def list_keys(self) -> list[KeyInfo]: ...
+
+    def any(self) -> bool: ...
+
+    def verify(self, presented: str) -> ApiKey | None:
+        """The key ``presented`` is, or None; on every request, so it is answered from a copy
+        re-read only when the keys changed, and compares in constant time."""
+        ...
+
+    def sign(self, purpose: str, message: str) -> str:
+        """An HMAC of ``message`` under the keys' secret, the same in every process sharing
+        the store."""
         ...
 
 
@@ -288,6 +317,9 @@ class StateStore(Protocol):
 
     def collection_records(self) -> CollectionRecords:
         """Which collections exist, and what each indexes."""
+
+    def keys(self) -> ApiKeys:
+        """The API keys; PostgreSQL's store hands every caller the one copy of the process."""
         ...
 
     def check(self) -> None:

@@ -25,8 +25,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from rag_service.errors import ConfigError, Forbidden, RateLimited, Unauthorized
-from rag_service.keys import KeyStore, Scope, grants
+from rag_service.keys import Scope, grants
 from rag_service.settings import Settings
+from rag_service.state import open_state
 
 
 def is_loopback(host: str) -> bool:
@@ -88,13 +89,15 @@ class Gate:
 
     def __init__(self, settings: Settings) -> None:
         self.required = auth_required(settings)
-        self.keys = KeyStore(settings.data_dir)
+        state = open_state(settings)
+        self.keys = state.keys()
         self.limiter = RateLimiter(settings.api.rate_limit_per_minute)
         self.metrics_keyed = settings.api.metrics_auth
         if self.required and not self.keys.any():
+            where = settings.data_dir if state.backend == "files" else "PostgreSQL"
             raise ConfigError(
                 f"API keys are required (RAG_API__AUTH={settings.api.auth}, binding to "
-                f"{settings.api.host}) and none exists in {settings.data_dir}: create one with "
+                f"{settings.api.host}) and none exists in {where}: create one with "
                 "`rag keys create --name NAME --scope admin`, or bind to 127.0.0.1"
             )
 

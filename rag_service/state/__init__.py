@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from rag_service.errors import ConfigError
 from rag_service.index_state import IndexState
-from rag_service.protocols import CollectionRecords, IndexRecords, StateStore
+from rag_service.keys import KeyStore
+from rag_service.protocols import ApiKeys, CollectionRecords, IndexRecords, StateStore
 from rag_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ class FileState:
         from rag_service.collections import FileCollectionRecords
 
         return FileCollectionRecords(self.data_dir)
+
+    def keys(self) -> ApiKeys:
+        return KeyStore(self.data_dir)
 
     def check(self) -> None:
         """Files need no server."""

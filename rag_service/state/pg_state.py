@@ -7,10 +7,11 @@ from pathlib import Path
 
 from rag_service.errors import StateUnavailable
 from rag_service.index_state import IndexState
-from rag_service.protocols import CollectionRecords, IndexRecords
+from rag_service.protocols import ApiKeys, CollectionRecords, IndexRecords
 from rag_service.settings import Settings
 from rag_service.state.pg_collections import PostgresCollectionRecords
 from rag_service.state.pg_index import PointerCache, PostgresIndexRecords
+from rag_service.state.pg_keys import PostgresKeys
 from rag_service.state.postgres import Database, Notifications
 
 
@@ -23,6 +24,7 @@ class PostgresState:
         self.notes.wait_listening(settings.state.connect_timeout_s)
         self._pointers = PointerCache()
         self._collections = PostgresCollectionRecords(self.db, self.notes)
+        self._keys = PostgresKeys(self.db, self.notes)
 
     def index(self, name: str, root: Path) -> IndexRecords:
         """``root``: the collection's local folder, for the caches (BM25 files, tokens)."""
@@ -31,6 +33,10 @@ class PostgresState:
     def collection_records(self) -> CollectionRecords:
         """The process's one copy, which every ``Collections`` shares."""
         return self._collections
+
+    def keys(self) -> ApiKeys:
+        """One per process: its copy of the key set serves every request."""
+        return self._keys
 
     def check(self) -> None:
         # The listening connection notices an outage within a second: no need to wait out a
