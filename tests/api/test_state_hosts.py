@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -35,6 +36,21 @@ class Site:
     def __init__(self, net: Hosts, root: Path, shared: dict[str, str], pg_port: int) -> None:
         self.net, self.root, self.shared, self.pg_port = net, root, shared, pg_port
         self.replicas: list[tuple[tuple[str, ...], str]] = []  # (prefix, URL)
+        self.reindex_host: tuple[tuple[str, ...], dict[str, str]] = ((), {})
+        self.key = ""
+
+    def rag(self, *args: str) -> str:
+        """``rag ARGS`` on the reindex's host; its stdout."""
+        prefix, env = self.reindex_host
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "rag_cli", *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +83,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         }
         site = Site(net, root, shared, pg.port)
         prefix, _ = net.add()
-        indexed = subprocess.run(
-            [*prefix, sys.executable, "-m", "rag_cli", "reindex", "--json"],
-            env={**os.environ, **own(root, "reindex", shared)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert indexed.returncode == 0, indexed.stderr
-        assert json.loads(indexed.stdout)["generation"] == 1
+        site.reindex_host = (prefix, own(root, "reindex", shared))
+        indexed = site.rag("reindex", "--json")
+        assert json.loads(indexed)["generation"] == 1
+        site.key = site.rag("keys", "create", "--name", "everywhere", "--scope", "query").strip()
         for name in ("replica-a", "replica-b"):
             prefix, address = net.add()
             port = free_port()
-            env = {**own(root, name, shared), "RAG_API__HOST": address, "RAG_API__AUTH": "off"}
+            # Bound to an address other hosts reach, a replica requires keys (RAG_API__AUTH=auto):
+            # the one made on the reindex's host is in PostgreSQL for both.
+            env = {**own(root, name, shared), "RAG_API__HOST": address}
             argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(port)]
             url = f"http://{address}:{port}"
             stack.enter_context(running(argv, f"{url}/healthz", root / name, env, prefix=prefix))
@@ -87,18 +100,36 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield site
 
 
+def search(url: str, key: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/search",
+        json={"query": "How many heads did the original transformer use?", "top_k": 3},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
 def test_replicas_on_their_own_hosts_serve_the_reindex_hosts_index(site: Site) -> None:
     for _, url in site.replicas:
-        response = httpx.post(
-            f"{url}/v1/search",
-            json={"query": "How many heads did the original transformer use?", "top_k": 3},
-            timeout=30,
-        )
+        response = search(url, site.key)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["generation"] == 1 and body["passages"][0]["source"] == "attention.md"
         ready = httpx.get(f"{url}/readyz", timeout=30).json()
         assert ready["status"] == "ready" and ready["checks"]["state"]["detail"] == "postgresql"
+        assert search(url, "rag_" + "x" * 43).status_code == 401
+
+
+def test_a_key_revoked_on_another_host_is_refused_by_both_replicas(site: Site) -> None:
+    key = site.rag("keys", "create", "--name", "short-lived", "--scope", "query").strip()
+    for _, url in site.replicas:
+        assert search(url, key).status_code == 200
+    site.rag("keys", "revoke", "short-lived")
+    deadline = time.monotonic() + 30
+    for _, url in site.replicas:
+        while search(url, key).status_code != 401:
+            assert time.monotonic() < deadline, f"{url} still accepts the revoked key"
+            time.sleep(0.2)
 
 
 def test_a_replicas_host_shares_no_loopback_with_the_engines(site: Site) -> None:
