@@ -130,7 +130,13 @@ class Database:
             name="rag-state",
         )
         self._pool.open(wait=False)
-        self.migrate()
+        try:
+            self.migrate()
+        except StateUnavailable:
+            # Nobody will close a store that failed to open: stop the pool's reconnect attempts
+            # (and their warnings, which would follow a command's error line) now.
+            self._pool.close()
+            raise
 
     def close(self) -> None:
         self._pool.close()
