@@ -139,9 +139,13 @@ class Database:
         self.shown = redact_url(self.url)  # for errors and logs
         self._settings = settings
         timeout_ms = int(settings.statement_timeout_s * 1000)
+        # The server probes an idle session after 30 s: a host that vanished (powered off, cut
+        # from the network) has its sessions, and the reindex and job locks they hold, ended
+        # within a minute, not the system's two hours, so another host can take them over.
+        keepalives = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10"
         self._kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(settings.connect_timeout_s)),
-            "options": f"-c statement_timeout={timeout_ms}",
+            "options": f"-c statement_timeout={timeout_ms} {keepalives} -c tcp_keepalives_count=3",
             "application_name": "rag-service",
         }
         self._pool = ConnectionPool(

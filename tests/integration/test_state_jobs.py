@@ -100,6 +100,25 @@ def test_a_job_is_read_and_cancelled_anywhere_and_adopted_once_its_owner_is_gone
         a.jobs().apply(job, 0, Path("unused"))
 
 
+def test_postgresql_probes_the_sessions_that_hold_the_locks(
+    hosts: tuple[PostgresState, PostgresState],
+) -> None:
+    """So a host that vanishes without closing them frees its jobs within a minute."""
+    session = hosts[0].db.connect()
+    try:
+        shown = {
+            name: session.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+    finally:
+        session.close()
+    assert shown == {
+        "tcp_keepalives_idle": "30",
+        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_count": "3",
+    }
+
+
 def test_a_finished_job_is_not_adopted_and_old_ones_are_pruned(
     hosts: tuple[PostgresState, PostgresState],
 ) -> None:
