@@ -129,10 +129,14 @@ def reindex(
         raise ConfigError(
             f"embedder {embedder.model_id!r} does not match the setting {settings.embedder.model!r}"
         )
-    collections = Collections(settings.data_dir, settings.corpus_dir, open_state(settings))
+    store = open_state(settings)
+    collections = Collections(settings.data_dir, settings.corpus_dir, store)
     state = collections.records(collection)
     with state.reindex_lock():
         target = collections.for_reindex(collection, root, record=not dry_run)
+        if target.managed:
+            # With PostgreSQL the documents are rows, and this host's folder a copy to update.
+            store.jobs().checkout(collection, target.folder)
         pointer = state.current()
         fingerprint = index_fingerprint(settings)
         rebuild = pointer is None or pointer.fingerprint != fingerprint

@@ -8,19 +8,22 @@ Layout under ``data_dir``::
     collections/<name>/CURRENT.json ...   its index state (``IndexState`` rooted here)
     collections/<name>/documents/         the folder of a managed collection
 
-With ``RAG_STATE__URL`` set, the records and the index state are in PostgreSQL
-(``state.pg_collections``, ``state.pg_index``), so every process agrees on which collections
-exist; the folders under ``collections/<name>/`` hold caches and a managed collection's
-documents, which (for now) stay on the host that wrote them.
+With ``RAG_STATE__URL`` set, the records, the index state and a managed collection's
+documents are in PostgreSQL (``state.pg_collections``, ``state.pg_index``, ``state.pg_jobs``),
+so every process agrees on which collections exist and what they hold; the folders under
+``collections/<name>/`` hold caches: the BM25 files, and a copy of the documents to scan.
 
 Each collection indexes exactly one folder, so the API and ``rag reindex`` share one
 incremental engine:
 
 - **managed** (made with ``PUT /v1/collections/{name}``): its folder lives under the data
   directory and changes only through the API (or ``rag docs``); a reindex of it takes no path.
+  With PostgreSQL the documents are rows, and the folder each host keeps is a copy of them
+  (``JobStore.checkout``, before each reindex).
 - **mirrored** (``default``, or made by ``rag reindex PATH --collection NAME``): it indexes a
   folder of yours; a reindex with another path re-points it (the index mirrors that folder),
-  and documents written over the API land in that folder.
+  and documents written over the API land in that folder (never with PostgreSQL: the folder
+  is on the host that runs ``rag reindex``, not on the replica that took the upload).
 """
 
 from __future__ import annotations
@@ -184,6 +187,7 @@ class Collections:
             # What a deletion or a creation cut short left behind must not come back.
             shutil.rmtree(root, ignore_errors=True)
             self.records(name).drop()
+            self._state.jobs().drop_documents(name)
             collection = Collection(name, root, root / "documents", True, _now(), self._state)
             collection.folder.mkdir(parents=True)
             self._write(collection)
@@ -231,10 +235,13 @@ class Collections:
 
     def remove_files(self, collection: Collection) -> None:
         """Delete what an unlisted collection keeps under the data directory: its index state
-        and, if managed, its documents. The caller drops its Chroma collections first."""
+        and, if managed, its documents (their rows too, with PostgreSQL). The caller drops its
+        Chroma collections first."""
         if collection.name == DEFAULT:
             raise BadRequest("the default collection cannot be deleted")
         collection.state.drop()
+        if collection.managed:
+            self._state.jobs().drop_documents(collection.name)
         shutil.rmtree(collection.root, ignore_errors=True)
 
 

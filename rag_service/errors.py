@@ -8,6 +8,7 @@ RagError
 ├── IndexNotReady          no committed index to search yet                        (503)
 ├── IndexBusy              another reindex holds the index lock                    (409)
 ├── ReindexCancelled       a reindex was told to stop; it committed nothing   (a job's state)
+├── JobTakenOver           another process owns the job now; this one drops it   (a worker's)
 ├── NameTaken              the name differs only in case from one in use           (409)
 ├── StoreUnavailable       the vector store (a Chroma server) cannot be reached    (503)
 ├── StateUnavailable       the state store (PostgreSQL) cannot be reached           (503)
@@ -69,6 +70,12 @@ class IndexBusy(RagError):
 
 class ReindexCancelled(RagError):
     """Raised between embedding batches when the run was asked to stop; never an HTTP answer."""
+
+
+class JobTakenOver(RagError):
+    """A document job's record or writes were refused: another process took the job over (it
+    found the job's owner gone, as when this one lost its PostgreSQL session), and runs it now;
+    never an HTTP answer."""
 
 
 class NameTaken(RagError):

@@ -1,16 +1,12 @@
-"""Document writes over HTTP, as jobs: applied in order within a collection, kept on disk,
-cancellable.
+"""Document writes over HTTP, as jobs: applied in order within a collection, kept, cancellable.
 
-A route stages the uploaded bytes under the job's folder and submits the job; a worker thread
-of the job's collection applies its writes to the collection's folder (keeping the bytes each
-one replaces) and runs the incremental reindex (the engine of ``rag reindex``), so writes to a
-collection never interleave and a job's summary is a reindex's::
-
-    jobs/<id>.json      the job: collection, writes, state, progress, then its result or error
-    jobs/<id>/<n>       the staged bytes of its n-th write, until applied
-    jobs/<id>/<n>.before  the bytes that write replaced or deleted (<n>.absent: there were none)
-    jobs/<id>.owner     locked (flock) by the process that will run the job
-    jobs/<id>.cancel    present once the job was asked to stop (by any process)
+A route stages the uploaded bytes in a local folder and submits the job; a worker thread of the
+job's collection applies its writes (keeping the bytes each one replaces) and runs the
+incremental reindex (the engine of ``rag reindex``), so writes to a collection never interleave
+and a job's summary is a reindex's. Where jobs and their bytes are kept is the ``JobStore``'s
+business (``rag_service/state/file_jobs.py``: files under the data folder, the collection's
+folder written in place; ``pg_jobs.py``: PostgreSQL, shared by every replica, the documents in
+rows and each host's folder a copy of them); this module only schedules.
 
 Fairness: one worker per collection with jobs to run, so a large upload in one collection never
 queues another collection's small one behind it. The workers run at a raised nice value
@@ -19,23 +15,22 @@ run at normal priority on the service's model, win the CPU.
 
 Crash safety: applying a write is idempotent (a staged file is moved in, or was already) and the
 reindex is crash-safe by itself, so a process that dies mid-job leaves the collection's previous
-generation serving. The next process to start adopts every unfinished job whose owner is gone
-(its lock is free: the kernel drops it with the process) and runs it again; ``resumed`` counts
-how often.
+generation serving. Its jobs' ownership dies with it (a lock the system frees), and the next
+process to look adopts every unfinished job whose owner is gone and runs it again (``resumed``
+counts how often): with files, the next process to start; with PostgreSQL, any live replica
+within seconds. A process that finds its job taken over (it lost its PostgreSQL session, and
+another adopted the job) drops it.
 
 Cancelling (``cancel``): a queued job never runs; a running one stops before its next embedding
 batch, its reindex commits nothing, and each write it applied is undone (the saved bytes put
-back, a new file removed), so the folder again matches the generation that serves and no later
-job indexes half an upload. A job cancelled while no process ran it is undone, not resumed, at
-the next start. A job that finished before the cancel arrived keeps its state.
+back, a new file removed), so the documents again match the generation that serves and no later
+job indexes half an upload. A job cancelled while no process ran it is undone, not resumed, when
+it is adopted. A job that finished before the cancel arrived keeps its state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
 import logging
 import os
 import re
@@ -44,22 +39,31 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rag_service.collections import Collections
-from rag_service.errors import IndexBusy, NotFound, RagError, ReindexCancelled, ServerBusy
-from rag_service.index_state import write_atomically
-from rag_service.protocols import Indexer
+from rag_service.errors import (
+    IndexBusy,
+    JobTakenOver,
+    NotFound,
+    RagError,
+    ReindexCancelled,
+    ServerBusy,
+    StateUnavailable,
+)
+from rag_service.protocols import Indexer, JobStore
+
+if TYPE_CHECKING:  # collections.py imports the state package, which imports this module
+    from rag_service.collections import Collections
 
 log = logging.getLogger(__name__)
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 _ID = re.compile(r"[0-9a-f]{24}")
-# Finished jobs are kept this long for their callers to read, then removed at the next start.
+# Finished jobs are kept this long for their callers to read, then forgotten.
 _KEEP_FINISHED_S = 7 * 86400
 
 
@@ -120,7 +124,7 @@ class Staging:
 class JobRunner:
     def __init__(
         self,
-        jobs_dir: Path,
+        store: JobStore,
         collections: Collections,
         indexer: Indexer,
         *,
@@ -130,7 +134,7 @@ class JobRunner:
     ) -> None:
         """``lock_wait_s``: how long a job waits for a ``rag reindex`` of the same collection
         (which holds its lock) before it fails. ``nice``: added to the workers' nice value."""
-        self._dir = jobs_dir
+        self._store = store
         self._collections = collections
         self._indexer = indexer
         self._max_queued = max_queued
@@ -138,45 +142,67 @@ class JobRunner:
         self._nice = nice
         self._queues: dict[str, deque[str]] = {}  # collection -> ids of its queued jobs
         self._workers: dict[str, threading.Thread] = {}  # collection -> its worker
-        self._owned: dict[str, int] = {}  # job id -> fd of its locked owner file
+        self._owned: set[str] = set()  # ids of the jobs this process has queued or runs
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._adopter: threading.Thread | None = None
 
     # -- lifecycle
 
     def start(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
         self._adopt_orphans()
+        every_s = self._store.adopt_every_s
+        if every_s is not None:
+            self._adopter = threading.Thread(
+                target=self._keep_adopting, args=(every_s,), name="document-jobs-adopt", daemon=True
+            )
+            self._adopter.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the workers before their next embedding batch (a job cut short is resumed by
-        the next start)."""
+        the next process to adopt it)."""
         self._stop.set()
         with self._lock:
-            workers = list(self._workers.values())
+            threads = list(self._workers.values())
+        if self._adopter is not None:
+            threads.append(self._adopter)
         deadline = time.monotonic() + timeout_s
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _keep_adopting(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                self._adopt_orphans()
+            except Exception:  # a bug must not end the looking: the next round tries again
+                log.exception("looking for document jobs to adopt failed")
 
     def _adopt_orphans(self) -> None:
-        now = time.time()
-        for path in sorted(self._dir.glob("*.json")):
-            job = self._read(path.stem)
-            if job is None:
-                continue
-            if job.finished:
-                if now - path.stat().st_mtime > _KEEP_FINISHED_S:
-                    self._remove(job.id)
-                continue
-            if not self._own(job.id):
-                continue  # another live process runs it
-            if self._cancel_requested(job.id):
-                log.info("undoing document job %s, cancelled while no server ran it", job.id)
-                self._finish_cancelled(job)
-                continue
-            log.info("resuming document job %s (%s)", job.id, job.state)
-            self._save(replace(job, state="queued", resumed=job.resumed + 1, waiting=None))
-            self._enqueue(job)
+        try:
+            self._store.prune(_KEEP_FINISHED_S)
+            adopted = self._store.adopt()
+        except StateUnavailable as exc:
+            log.warning("cannot look for document jobs to adopt now: %s", exc)
+            return
+        for job in adopted:
+            with self._lock:
+                if job.id in self._owned:
+                    continue  # this process's already (it took its lock again)
+                self._owned.add(job.id)
+            try:
+                self._resume(job)
+            except (JobTakenOver, StateUnavailable) as exc:
+                log.warning("document job %s not adopted: %s", job.id, exc)
+                self._forget(job.id)
+
+    def _resume(self, job: Job) -> None:
+        if self._store.cancel_requested(job.id):
+            log.info("undoing document job %s, cancelled while no server ran it", job.id)
+            self._finish_cancelled(job)
+            return
+        log.info("resuming document job %s (%s)", job.id, job.state)
+        self._save(replace(job, state="queued", resumed=job.resumed + 1, waiting=None))
+        self._enqueue(job)
 
     # -- the routes' side
 
@@ -184,8 +210,7 @@ class JobRunner:
     def staging(self) -> Iterator[Staging]:
         """A new job's folder; removed again unless the job is submitted inside the block."""
         job_id = f"{time.time_ns():016x}{secrets.token_hex(4)}"
-        folder = self._dir / job_id
-        folder.mkdir(parents=True)
+        folder = self._store.staging(job_id)
         try:
             yield Staging(job_id, folder)
         except BaseException:
@@ -200,23 +225,22 @@ class JobRunner:
                     retry_after_s=5,
                 )
         job = Job(staging.id, collection, tuple(writes), created_at=_now())
-        self._own(job.id)
-        self._save(job)
+        self._store.create(job, staging.folder)
+        with self._lock:
+            self._owned.add(job.id)
         self._enqueue(job)
         return job
 
     def get(self, job_id: str) -> Job:
-        job = self._read(job_id) if _ID.fullmatch(job_id) else None
+        job = self._store.read(job_id) if _ID.fullmatch(job_id) else None
         if job is None:
             raise NotFound(f"no job {job_id[:40]!r}")
         return job
 
     def unfinished(self, collection: str) -> list[Job]:
-        """Jobs of ``collection`` this process has queued or is running."""
-        with self._lock:
-            ids = list(self._owned)
-        jobs = (self._read(i) for i in ids)
-        return [j for j in jobs if j is not None and j.collection == collection and not j.finished]
+        """Jobs of ``collection`` queued or running (``JobStore.unfinished``: in this process,
+        or in any replica)."""
+        return self._store.unfinished(collection)
 
     def cancel(self, job_id: str, wait_s: float = 30.0) -> Job:
         """Stop a job (idempotent) and return it as it then is: ``cancelled`` at once if it was
@@ -226,7 +250,7 @@ class JobRunner:
         return self._settled(job_id, wait_s)
 
     def cancel_collection(self, collection: str, wait_s: float = 30.0) -> None:
-        """Cancel every job of ``collection`` this process holds and wait until none runs;
+        """Cancel every unfinished job of ``collection`` and wait until none runs;
         ``IndexBusy`` if one is still running after ``wait_s``."""
         jobs = self.unfinished(collection)
         for job in jobs:  # all at once: the worker must not start the next one meanwhile
@@ -242,7 +266,7 @@ class JobRunner:
         queue is finished here and now."""
         if job.finished:
             return
-        self._cancel_path(job.id).touch()
+        self._store.request_cancel(job.id)
         with self._lock:
             queue = self._queues.get(job.collection, deque())
             dequeued = job.id in queue
@@ -259,55 +283,23 @@ class JobRunner:
             job = self.get(job_id)
         return job
 
-    # -- storage
-
-    def _path(self, job_id: str) -> Path:
-        return self._dir / f"{job_id}.json"
-
-    def _cancel_path(self, job_id: str) -> Path:
-        return self._dir / f"{job_id}.cancel"
-
-    def _cancel_requested(self, job_id: str) -> bool:
-        return self._cancel_path(job_id).exists()
-
-    def _read(self, job_id: str) -> Job | None:
-        try:
-            return Job.from_json(json.loads(self._path(job_id).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError, KeyError):
-            log.warning("ignoring the unreadable job file %s", self._path(job_id))
-            return None
+    # -- ownership
 
     def _save(self, job: Job) -> Job:
-        write_atomically(self._path(job.id), asdict(job))
+        self._store.save(job)
         return job
 
-    def _own(self, job_id: str) -> bool:
-        fd = os.open(self._dir / f"{job_id}.owner", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        with self._lock:
-            self._owned[job_id] = fd
-        return True
-
     def _release(self, job_id: str) -> None:
-        shutil.rmtree(self._dir / job_id, ignore_errors=True)
-        self._cancel_path(job_id).unlink(missing_ok=True)
+        self._store.release(job_id)
         with self._lock:
-            fd = self._owned.pop(job_id, None)
-        (self._dir / f"{job_id}.owner").unlink(missing_ok=True)
-        if fd is not None:
-            os.close(fd)
+            self._owned.discard(job_id)
 
-    def _remove(self, job_id: str) -> None:
-        self._path(job_id).unlink(missing_ok=True)
-        self._cancel_path(job_id).unlink(missing_ok=True)
-        (self._dir / f"{job_id}.owner").unlink(missing_ok=True)
-        shutil.rmtree(self._dir / job_id, ignore_errors=True)
+    def _forget(self, job_id: str) -> None:
+        """Leave an unfinished job to whichever process takes it up (this one too, later)."""
+        with self._lock:
+            self._owned.discard(job_id)
+        with contextlib.suppress(StateUnavailable):
+            self._store.disown(job_id)
 
     # -- the workers
 
@@ -338,31 +330,38 @@ class JobRunner:
     def _work(self, collection: str) -> None:
         _lower_priority(self._nice)
         while (job_id := self._next(collection)) is not None:
-            job = self._read(job_id)
-            if job is None:
-                self._release(job_id)
-                continue
-            if self._run(job):
-                self._release(job_id)
+            try:
+                job = self._store.read(job_id)
+                if job is None or self._run(job):
+                    self._release(job_id)
+            except (JobTakenOver, StateUnavailable) as exc:
+                # Another process runs it now, or PostgreSQL went away: whoever holds the job
+                # next resumes it.
+                log.warning("document job %s left to be resumed: %s", job_id, exc)
+                self._forget(job_id)
 
     def _run(self, job: Job) -> bool:
         """Run one job; False if the service is stopping and the job was left to resume."""
-        if self._cancel_requested(job.id):
+        if self._store.cancel_requested(job.id):
             self._finish_cancelled(job, release=False)
             return True
         job = self._save(replace(job, state="running", started_at=_now()))
         try:
             collection = self._collections.get(job.collection)
-            for n, write in enumerate(job.writes):
-                if self._cancel_requested(job.id):
-                    raise ReindexCancelled("cancelled before its writes were applied")
-                apply_write(collection.folder, write, self._dir / job.id, n)
-            summary = self._reindex(job, collection.folder)
-        except ReindexCancelled:
-            if not self._cancel_requested(job.id):
-                return False  # the service is stopping: the next start resumes the job
-            self._finish_cancelled(job, release=False)
-            return True
+            if collection.managed:
+                # With PostgreSQL this host's copy of the documents, made by the first job here.
+                collection.folder.mkdir(parents=True, exist_ok=True)
+            folder = collection.folder
+            waiting = self._waiter(job, "another server's job of the collection")
+            with self._store.exclusive(job.collection, waiting):
+                try:
+                    summary = self._write_and_reindex(job, folder)
+                except ReindexCancelled:
+                    return self._stopped(job)  # undone before another job may write
+        except ReindexCancelled:  # while waiting for the collection: this run applied nothing
+            return self._stopped(job)
+        except (JobTakenOver, StateUnavailable):
+            raise  # left for whichever process holds the job next (``_work``)
         except NotFound:
             self._save(_failed(job, f"the collection {job.collection!r} no longer exists"))
             return True
@@ -376,15 +375,28 @@ class JobRunner:
         self._save(_finished(job, summary))
         return True
 
+    def _write_and_reindex(self, job: Job, folder: Path) -> dict[str, Any]:
+        for n in range(len(job.writes)):
+            if self._store.cancel_requested(job.id):
+                raise ReindexCancelled("cancelled before its writes were applied")
+            self._store.apply(job, n, folder)
+        return self._reindex(job, folder)
+
+    def _stopped(self, job: Job) -> bool:
+        """A run that stopped: cancelled (then undone), or left for the next start."""
+        if not self._store.cancel_requested(job.id):
+            return False  # the service is stopping: the job is resumed later
+        self._finish_cancelled(job, release=False)
+        return True
+
     def _finish_cancelled(self, job: Job, *, release: bool = True) -> Job:
         """Undo the writes the job applied, newest first, then mark it cancelled."""
         try:
-            folder = self._collections.get(job.collection).folder
+            folder: Path | None = self._collections.get(job.collection).folder
         except NotFound:
-            folder = None  # the collection is gone, and its folder with it
-        if folder is not None:
-            for n, write in reversed(list(enumerate(job.writes))):
-                undo_write(folder, write, self._dir / job.id, n)
+            folder = None
+        for n in reversed(range(len(job.writes))):
+            self._store.undo(job, n, folder)
         job = self._save(
             replace(job, state="cancelled", finished_at=_now(), waiting=None, error=None)
         )
@@ -392,9 +404,25 @@ class JobRunner:
             self._release(job.id)
         return job
 
+    def _waiter(self, job: Job, why: str) -> Callable[[], None]:
+        """Called while the job cannot go on: notes why (once), waits a little, and gives up
+        (``ReindexCancelled``) once the job is cancelled or the service stops."""
+        noted = False
+
+        def wait() -> None:
+            nonlocal noted
+            if not noted:
+                self._save(replace(job, waiting=why))
+                noted = True
+            if self._stop.wait(0.5) or self._store.cancel_requested(job.id):
+                raise ReindexCancelled(f"stopped while waiting for {why}")
+
+        return wait
+
     def _reindex(self, job: Job, folder: Path) -> dict[str, Any]:
         deadline = time.monotonic() + self._lock_wait_s
         last_saved = 0.0
+        waiting = self._waiter(job, "another reindex of the collection")
 
         def progress(done: int, total: int) -> None:
             nonlocal job, last_saved
@@ -403,7 +431,7 @@ class JobRunner:
                 last_saved = time.monotonic()
 
         def cancelled() -> bool:
-            return self._stop.is_set() or self._cancel_requested(job.id)
+            return self._stop.is_set() or self._store.cancel_requested(job.id)
 
         while True:
             try:
@@ -414,10 +442,7 @@ class JobRunner:
                         f"another reindex of {job.collection!r} held it for "
                         f"{self._lock_wait_s:g} s; submit the job again"
                     ) from None
-                if job.waiting is None:
-                    job = self._save(replace(job, waiting="another reindex of the collection"))
-                if self._stop.wait(0.5) or cancelled():
-                    raise ReindexCancelled("stopped while waiting for another reindex") from None
+                waiting()
 
 
 def _lower_priority(nice: int) -> None:
@@ -453,76 +478,3 @@ def _finished(job: Job, summary: dict[str, Any]) -> Job:
             final, state="failed", error="; ".join(f"{f['path']}: {f['error']}" for f in own)
         )
     return replace(final, state="done")
-
-
-def apply_write(folder: Path, write: FileWrite, job_dir: Path, n: int) -> None:
-    """Put the n-th staged file in place (atomically: readers see the old bytes or the new), or
-    delete the document, after saving what it replaces in ``job_dir`` for ``undo_write``.
-    Idempotent: a staged file already moved in is not there any more, a saved copy is kept."""
-    target = folder / write.path
-    _check_inside(folder, target)
-    if write.staged is None:
-        _save_previous(target, job_dir, n)
-        target.unlink(missing_ok=True)
-        _prune_empty(folder, target.parent)
-        return
-    staged = job_dir / write.staged
-    if not staged.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _save_previous(target, job_dir, n)
-    _place(staged, target, n)
-    staged.unlink()
-
-
-def undo_write(folder: Path, write: FileWrite, job_dir: Path, n: int) -> None:
-    """Put back what the n-th write replaced (nothing if it was never applied). Idempotent."""
-    target = folder / write.path
-    _check_inside(folder, target)  # as apply_write: a link swapped in since must not lead out
-    before, absent = job_dir / f"{n}.before", job_dir / f"{n}.absent"
-    if before.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _place(before, target, n)
-    elif absent.exists():
-        target.unlink(missing_ok=True)
-        _prune_empty(folder, target.parent)
-
-
-def _save_previous(target: Path, job_dir: Path, n: int) -> None:
-    before, absent = job_dir / f"{n}.before", job_dir / f"{n}.absent"
-    if before.exists() or absent.exists():
-        return  # saved by an earlier attempt: the target may hold the new bytes by now
-    if target.is_file():
-        part = job_dir / f"{n}.before.part"
-        shutil.copyfile(target, part)
-        os.replace(part, before)
-    else:
-        absent.touch()
-
-
-def _place(source: Path, target: Path, n: int) -> None:
-    # Hidden (a scan never reads it), and short: the name itself may take all 255 bytes.
-    digest = hashlib.sha256(target.name.encode()).hexdigest()[:16]
-    part = target.with_name(f".{digest}.{n}.part")
-    shutil.copyfile(source, part)
-    os.replace(part, target)
-
-
-def _check_inside(folder: Path, target: Path) -> None:
-    """No component of the path inside ``folder`` is a symbolic link: a link placed in a
-    mirrored folder must not carry a write outside it."""
-    current = folder
-    for part in target.relative_to(folder).parts[:-1]:
-        current = current / part
-        if current.is_symlink():
-            relative = target.relative_to(folder).as_posix()
-            raise RagError(f"{relative}: the path goes through a symbolic link")
-
-
-def _prune_empty(folder: Path, parent: Path) -> None:
-    while parent != folder and parent.is_relative_to(folder):
-        try:
-            parent.rmdir()
-        except OSError:
-            return  # not empty
-        parent = parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,6 +13,9 @@ from numpy.typing import NDArray
 from rag_service.index_state import Failure, IndexPointer, Manifest
 from rag_service.keys import ApiKey, KeyInfo, Scope
 from rag_service.types import Chunk, Completion, GenerationParams, Judgement, Prompt, ScoredId
+
+if TYPE_CHECKING:  # jobs.py imports this module
+    from rag_service.jobs import Job
 
 Vectors = NDArray[np.float32]
 
@@ -305,6 +308,93 @@ class ApiKeys(Protocol):
         ...
 
 
+class JobStore(Protocol):
+    """The document jobs (``rag_service.jobs.JobRunner`` schedules them) and what they write:
+    each job's record, the bytes it stages and the bytes each of its writes replaced (for
+    undo), its cancel request, which process owns it, and the documents of managed collections.
+    Files under the data folder (one host: a managed collection's folder is its documents) or
+    PostgreSQL (every replica: the documents are rows, and a collection's folder on each host
+    is a copy of them, checked out before each reindex).
+
+    Ownership is a lock the system frees when its holder dies (``flock``, a session advisory
+    lock), so an unfinished job whose owner died can be adopted by the next process to look."""
+
+    # How often a live process looks for jobs to adopt; None: only when it starts (files: a
+    # dead process's jobs wait for the next start on the same host).
+    adopt_every_s: float | None
+
+    def staging(self, job_id: str) -> Path:
+        """A new local folder for a new job's files (named as its writes' ``staged``)."""
+        ...
+
+    def create(self, job: Job, staging: Path) -> None:
+        """Record a new job with the files staged for it, owned by this process."""
+        ...
+
+    def save(self, job: Job) -> None:
+        """``JobTakenOver`` if another process owns the job now."""
+        ...
+
+    def read(self, job_id: str) -> Job | None: ...
+
+    def unfinished(self, collection: str) -> list[Job]:
+        """The collection's queued and running jobs that can be seen from here (files: this
+        process's; PostgreSQL: every replica's)."""
+        ...
+
+    def adopt(self) -> list[Job]:
+        """The unfinished jobs whose owner is gone, now owned by this process."""
+        ...
+
+    def prune(self, older_than_s: float) -> None:
+        """Forget the jobs that finished more than ``older_than_s`` ago."""
+        ...
+
+    def request_cancel(self, job_id: str) -> None:
+        """Ask whichever process runs the job to stop it."""
+        ...
+
+    def cancel_requested(self, job_id: str) -> bool: ...
+
+    def disown(self, job_id: str) -> None:
+        """Give the job up, unfinished, for another process (or a later look) to adopt."""
+        ...
+
+    def release(self, job_id: str) -> None:
+        """A finished job: drop the bytes it kept (staged and replaced) and its ownership; the
+        record stays for its callers to read."""
+        ...
+
+    def exclusive(
+        self, collection: str, waiting: Callable[[], None]
+    ) -> AbstractContextManager[None]:
+        """Held while a job writes and reindexes ``collection``, so that no other process's job
+        of it interleaves; ``waiting`` is called between attempts to take it (it may raise to
+        give up)."""
+        ...
+
+    def apply(self, job: Job, n: int, folder: Path) -> None:
+        """Put the job's n-th write in place (``folder``: the collection's), after keeping what
+        it replaces; idempotent. ``JobTakenOver`` if another process owns the job now."""
+        ...
+
+    def undo(self, job: Job, n: int, folder: Path | None) -> None:
+        """Put back what the n-th write replaced (nothing if it was never applied); idempotent.
+        ``folder`` is None when the collection is gone."""
+        ...
+
+    def checkout(self, collection: str, folder: Path) -> None:
+        """Make a managed collection's folder hold exactly its documents (under its reindex
+        lock, before a reindex scans it)."""
+        ...
+
+    def drop_documents(self, collection: str) -> None:
+        """Forget a deleted managed collection's documents."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class StateStore(Protocol):
     """Where a process keeps everything but the vectors (``rag_service.state.open_state``)."""
 
@@ -320,6 +410,9 @@ class StateStore(Protocol):
 
     def keys(self) -> ApiKeys:
         """The API keys; PostgreSQL's store hands every caller the one copy of the process."""
+
+    def jobs(self) -> JobStore:
+        """The document jobs and managed collections' documents (the same store each call)."""
         ...
 
     def check(self) -> None:

@@ -203,6 +203,25 @@ def postgres_server(host: str = "127.0.0.1", trust: str | None = None) -> Iterat
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def shared_engines(root: Path) -> Iterator[tuple[Postgres, dict[str, str]]]:
+    """What the PostgreSQL layout's processes share, on loopback: a private PostgreSQL and
+    Chroma's own server (keeping its data in ``root/chroma``), and the settings (RAG_*) that
+    point a process at both."""
+    with postgres_server() as pg:
+        chroma_port = free_port()
+        settings = {
+            "RAG_STATE__URL": pg.url,
+            "RAG_STATE__CONNECT_TIMEOUT_S": "2",
+            "RAG_STATE__RETRY_S": "1",
+            "RAG_STORE__BACKEND": "chroma-http",
+            "RAG_STORE__CHROMA_PORT": str(chroma_port),
+            "RAG_LOG__FORMAT": "json",
+        }
+        with chroma_server(root / "chroma", chroma_port):
+            yield pg, settings
+
+
 class Hosts:
     """Processes on hosts of their own: each host a network namespace with its own loopback
     and one veth link to a bridge in this namespace, whose address (``gateway``) the engines

@@ -85,7 +85,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         background = build_embedder(settings.embedder, threads=1)
         app.state.indexer = indexer(settings, background)
         runner = JobRunner(
-            settings.data_dir / "jobs",
+            library.state.jobs(),
             library.collections,
             app.state.indexer,
             max_queued=settings.api.max_queued_jobs,
@@ -102,7 +102,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
         await anyio.to_thread.run_sync(embedder.embed_query, "warm-up")
         await anyio.to_thread.run_sync(_load_index, search)
         app.state.library, app.state.answers, app.state.jobs = library, answers, runner
-        runner.start()  # resumes the jobs a stopped server left unfinished
+        runner.start()  # resumes the jobs a stopped server (or a dead replica) left unfinished
         yield
         await anyio.to_thread.run_sync(runner.close)
         library.close()

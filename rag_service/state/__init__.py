@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from rag_service.errors import ConfigError
 from rag_service.index_state import IndexState
 from rag_service.keys import KeyStore
-from rag_service.protocols import ApiKeys, CollectionRecords, IndexRecords, StateStore
+from rag_service.protocols import ApiKeys, CollectionRecords, IndexRecords, JobStore, StateStore
 from rag_service.settings import Settings
+from rag_service.state.file_jobs import FileJobStore
 
 if TYPE_CHECKING:
     from rag_service.state.pg_state import PostgresState
@@ -29,6 +30,7 @@ class FileState:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        self._jobs: FileJobStore | None = None
 
     def index(self, name: str, root: Path) -> IndexRecords:
         return IndexState(root)
@@ -42,6 +44,11 @@ class FileState:
 
     def keys(self) -> ApiKeys:
         return KeyStore(self.data_dir)
+
+    def jobs(self) -> JobStore:
+        if self._jobs is None:
+            self._jobs = FileJobStore(self.data_dir / "jobs")
+        return self._jobs
 
     def check(self) -> None:
         """Files need no server."""

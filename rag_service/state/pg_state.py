@@ -7,10 +7,11 @@ from pathlib import Path
 
 from rag_service.errors import StateUnavailable
 from rag_service.index_state import IndexState
-from rag_service.protocols import ApiKeys, CollectionRecords, IndexRecords
+from rag_service.protocols import ApiKeys, CollectionRecords, IndexRecords, JobStore
 from rag_service.settings import Settings
 from rag_service.state.pg_collections import PostgresCollectionRecords
 from rag_service.state.pg_index import PointerCache, PostgresIndexRecords
+from rag_service.state.pg_jobs import PostgresJobStore
 from rag_service.state.pg_keys import PostgresKeys
 from rag_service.state.postgres import Database, Notifications
 
@@ -25,6 +26,7 @@ class PostgresState:
         self._pointers = PointerCache()
         self._collections = PostgresCollectionRecords(self.db, self.notes)
         self._keys = PostgresKeys(self.db, self.notes)
+        self._jobs = PostgresJobStore(self.db, settings.data_dir / "jobs")
 
     def index(self, name: str, root: Path) -> IndexRecords:
         """``root``: the collection's local folder, for the caches (BM25 files, tokens)."""
@@ -38,6 +40,9 @@ class PostgresState:
         """One per process: its copy of the key set serves every request."""
         return self._keys
 
+    def jobs(self) -> JobStore:
+        return self._jobs
+
     def check(self) -> None:
         # The listening connection notices an outage within a second: no need to wait out a
         # connection attempt's timeout to say so.
@@ -46,5 +51,6 @@ class PostgresState:
         self.db.check()
 
     def close(self) -> None:
+        self._jobs.close()
         self.notes.close()
         self.db.close()

@@ -14,6 +14,9 @@ Tables (all prefixed ``rag_``, so the database can be shared with other applicat
                       its folder); unlisting one deletes its row
     rag_keys          API keys: name, digest (never the key), scope, created, last used
     rag_secrets       the signing secret every replica shares
+    rag_jobs          document jobs: record, collection, owner, cancel requested (pg_jobs.py)
+    rag_job_files     a job's staged bytes and the bytes its writes replaced
+    rag_documents     the documents of managed collections
 
 Every change is announced on channel ``rag_state`` with a topic as payload (``generation:<name>``,
 ``keys``, ``collections``); each process LISTENs on one connection (``Notifications``) and
@@ -91,6 +94,30 @@ MIGRATIONS: tuple[str, ...] = (
         name text PRIMARY KEY,
         value bytea NOT NULL
     );
+    CREATE TABLE rag_jobs (
+        id text PRIMARY KEY,
+        collection text NOT NULL,
+        record jsonb NOT NULL,
+        owner text NOT NULL,
+        cancel_requested boolean NOT NULL DEFAULT false,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX rag_jobs_unfinished ON rag_jobs (collection)
+        WHERE record->>'state' IN ('queued', 'running');
+    CREATE TABLE rag_job_files (
+        job_id text NOT NULL REFERENCES rag_jobs (id) ON DELETE CASCADE,
+        n integer NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('staged', 'before', 'absent')),
+        content bytea,
+        PRIMARY KEY (job_id, n, kind)
+    );
+    CREATE TABLE rag_documents (
+        collection text NOT NULL,
+        path text NOT NULL,
+        content bytea NOT NULL,
+        sha256 text NOT NULL,
+        PRIMARY KEY (collection, path)
+    );
     """,
 )
 
@@ -112,9 +139,13 @@ class Database:
         self.shown = redact_url(self.url)  # for errors and logs
         self._settings = settings
         timeout_ms = int(settings.statement_timeout_s * 1000)
+        # The server probes an idle session after 30 s: a host that vanished (powered off, cut
+        # from the network) has its sessions, and the reindex and job locks they hold, ended
+        # within a minute, not the system's two hours, so another host can take them over.
+        keepalives = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10"
         self._kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(settings.connect_timeout_s)),
-            "options": f"-c statement_timeout={timeout_ms}",
+            "options": f"-c statement_timeout={timeout_ms} {keepalives} -c tcp_keepalives_count=3",
             "application_name": "rag-service",
         }
         self._pool = ConnectionPool(

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import DATA
-from tests.servers import Postgres, api_server, chroma_server, free_port, postgres_server
+from tests.servers import Postgres, api_server, shared_engines
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 
@@ -81,18 +81,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     docs = root / "docs"
     shutil.copytree(DATA / "docs", docs)
     with ExitStack() as stack:
-        pg = stack.enter_context(postgres_server())
-        chroma_port = free_port()
-        stack.enter_context(chroma_server(root / "chroma", chroma_port))
-        shared = {
-            "RAG_STATE__URL": pg.url,
-            "RAG_STATE__CONNECT_TIMEOUT_S": "2",
-            "RAG_STATE__RETRY_S": "1",
-            "RAG_STORE__BACKEND": "chroma-http",
-            "RAG_STORE__CHROMA_PORT": str(chroma_port),
-            "RAG_CORPUS_DIR": str(docs),
-            "RAG_LOG__FORMAT": "json",
-        }
+        pg, engines = stack.enter_context(shared_engines(root))
+        shared = {**engines, "RAG_CORPUS_DIR": str(docs)}
         cluster = Cluster(root, pg, shared)
         assert cluster.reindex()["generation"] == 1
         for name in ("replica-a", "replica-b"):

@@ -12,8 +12,9 @@ import pytest
 from rag_service.collections import DEFAULT, Collections, check_name, store_name
 from rag_service.documents import check_new_source, check_source, claim_source, spelled
 from rag_service.errors import BadRequest, ConfigError, NameTaken, NotFound, RagError
-from rag_service.jobs import FileWrite, apply_write, undo_write
+from rag_service.jobs import FileWrite
 from rag_service.retrieval.bm25 import Bm25Index
+from rag_service.state.file_jobs import apply_write, undo_write
 
 pytestmark = pytest.mark.unit
 

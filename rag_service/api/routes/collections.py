@@ -2,7 +2,8 @@
 
 Reads take the query scope; writes take admin (with keys off, as on loopback, every caller is
 admin). A document write answers ``202`` with a job (``GET /v1/jobs/{id}``): its bytes are
-staged first, then the job's worker moves them into the collection's folder and runs the
+staged first, then the job's worker moves them into the collection's folder (with PostgreSQL,
+into its documents' rows, which any replica's folder is checked out from) and runs the
 incremental reindex, so identical bytes embed nothing and a deleted document is gone from
 BM25 and Chroma in the next generation.
 """
@@ -77,20 +78,30 @@ class DocumentOut(BaseModel):
 
 
 def writable(collection: Collection, settings: Settings) -> bool:
-    return collection.managed or settings.api.write_mirrored
+    if collection.managed:
+        return True
+    # With PostgreSQL a mirrored folder is on the host that runs `rag reindex`, not on this
+    # replica: a file written here would be one replica's alone, and the next reindex's to drop.
+    return settings.api.write_mirrored and settings.state.backend == "files"
 
 
 def _writable_collection(name: str, library: Library, settings: Settings) -> Collection:
     """The collection a document write goes to; ``Forbidden`` for a mirrored folder unless
-    ``RAG_API__WRITE_MIRRORED`` allows it."""
+    ``RAG_API__WRITE_MIRRORED`` allows it (never with PostgreSQL)."""
     collection = library.collections.get(name)
-    if not writable(collection, settings):
+    if writable(collection, settings):
+        return collection
+    if settings.state.backend != "files":
         raise Forbidden(
-            f"the collection {name!r} mirrors a folder of the server, which is not written "
-            "over HTTP unless RAG_API__WRITE_MIRRORED=true; upload into a collection made "
-            "with PUT /v1/collections/{name}"
+            f"the collection {name!r} mirrors a folder on the host that runs `rag reindex`, "
+            "which API replicas do not share (RAG_STATE__URL is set): change that folder and "
+            "reindex it there, or upload into a collection made with PUT /v1/collections/{name}"
         )
-    return collection
+    raise Forbidden(
+        f"the collection {name!r} mirrors a folder of the server, which is not written "
+        "over HTTP unless RAG_API__WRITE_MIRRORED=true; upload into a collection made "
+        "with PUT /v1/collections/{name}"
+    )
 
 
 def _describe(collection: Collection, settings: Settings) -> CollectionOut:
