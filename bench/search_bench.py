@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from evaluation.metrics import percentile
 from evaluation.runner import prepared_set
 from ingest.generation import write_generation
 from rag_service.collections import DEFAULT, store_name
-from rag_service.index_state import IndexState, SourceEntry, index_fingerprint
+from rag_service.index_state import IndexState, Manifest, SourceEntry, index_fingerprint
+from rag_service.protocols import IndexRecords
 from rag_service.settings import Settings
 from rag_service.stores import open_store
 from rag_service.types import Chunk
@@ -94,29 +96,51 @@ def scifact_chunks(
     return all_chunks, np.concatenate(all_vectors), questions
 
 
-def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray) -> None:
-    """Commit the chunks and their vectors as generation 1: into the store `settings` names,
-    and the pointer, manifest and BM25 files under its data dir, as `rag reindex` writes them."""
+def default_store(settings: Settings) -> tuple[str, str]:
+    """The Chroma collection the default collection's index goes to, and its fingerprint."""
     fingerprint = index_fingerprint(settings)
-    collection = store_name(settings.store.collection_prefix, DEFAULT, fingerprint)
-    state = IndexState(settings.data_dir)
-    manifest: dict[str, SourceEntry] = {}
-    for c in all_chunks:
+    return store_name(settings.store.collection_prefix, DEFAULT, fingerprint), fingerprint
+
+
+def stage_generation(
+    settings: Settings,
+    records: IndexRecords,
+    generation: int,
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    known: Sequence[Chunk] = (),
+) -> Manifest:
+    """Write `generation` of the default collection as `rag reindex` does before its commit:
+    `chunks` (with `vectors`, a row each) added to the store `settings` names beside `known`,
+    which it holds already, and the BM25 files of them all through `records`. Returns the
+    manifest to commit, in which each chunk's source is a document."""
+    manifest: Manifest = {}
+    for c in [*known, *chunks]:
         manifest.setdefault(c.source, SourceEntry("synthetic", c.title, [])).chunk_ids.append(c.id)
-    row = {c.id: i for i, c in enumerate(all_chunks)}
-    store = open_store(settings, collection, create=True)
+    row = {c.id: i for i, c in enumerate(chunks)}
+    store = open_store(settings, default_store(settings)[0], create=True)
     try:
         write_generation(
             settings,
-            state,
+            records,
             store,
-            1,
+            generation,
             manifest,
-            add=all_chunks,
-            vectors=lambda batch: matrix[[row[c.id] for c in batch]],
+            add=chunks,
+            vectors=lambda batch: vectors[[row[c.id] for c in batch]],
+            known=known,
         )
     finally:
         store.close()
+    return manifest
+
+
+def write_index(settings: Settings, all_chunks: list[Chunk], matrix: np.ndarray) -> None:
+    """Commit the chunks and their vectors as generation 1: into the store `settings` names,
+    and the pointer, manifest and BM25 files under its data dir, as `rag reindex` writes them."""
+    state = IndexState(settings.data_dir)
+    manifest = stage_generation(settings, state, 1, all_chunks, matrix)
+    collection, fingerprint = default_store(settings)
     state.commit(collection, 1, fingerprint, manifest)
 
 
@@ -135,24 +159,35 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(
-    url: str | list[str], questions: list[str], single: int, concurrent: int
-) -> dict[str, float]:
-    """Several URLs (replicas of one service) share the load round-robin, as a proxy would:
-    the sequential requests in turn, and the 8 client threads one URL each."""
-    urls = [url] if isinstance(url, str) else url
+def warm_up(urls: list[str], questions: list[str]) -> None:
     with httpx.Client(timeout=120) as client:
         for u in urls:
-            for q in questions[:5]:  # warm-up
+            for q in questions[:5]:
                 client.post(u, json={"query": q, "top_k": 5}).raise_for_status()
-        latencies = []
-        for n, q in enumerate(questions[:single]):
-            started = time.perf_counter()
-            client.post(urls[n % len(urls)], json={"query": q, "top_k": 5}).raise_for_status()
-            latencies.append((time.perf_counter() - started) * 1000)
 
-    work = list(questions[:concurrent])
+
+def sequential_latencies(urls: list[str], questions: list[str], n: int) -> list[float]:
+    """The latency (ms) of `n` requests in sequence, after 5 to each URL to warm up; request
+    `i` goes to `urls[i % len(urls)]`: replicas of one service taking turns, as behind a
+    proxy, or services compared request by request."""
+    warm_up(urls, questions)
+    with httpx.Client(timeout=120) as client:
+        latencies = []
+        for i, q in enumerate(questions[:n]):
+            started = time.perf_counter()
+            client.post(urls[i % len(urls)], json={"query": q, "top_k": 5}).raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def parallel_latencies(
+    urls: list[str], questions: list[str], n: int, clients: int = 8
+) -> tuple[float, list[float]]:
+    """`n` requests over `clients` threads, thread `i` sending to `urls[i % len(urls)]`: the
+    seconds they took together, and each one's latency (ms)."""
+    work = list(questions[:n])
     lock = threading.Lock()
+    latencies: list[float] = []
 
     def worker(target: str) -> None:
         with httpx.Client(timeout=120) as client:
@@ -161,15 +196,28 @@ def measure(
                     if not work:
                         return
                     q = work.pop()
+                started = time.perf_counter()
                 client.post(target, json={"query": q, "top_k": 5}).raise_for_status()
+                with lock:
+                    latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(urls[n % len(urls)],)) for n in range(8)]
+    threads = [threading.Thread(target=worker, args=(urls[i % len(urls)],)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started, latencies
+
+
+def measure(
+    url: str | list[str], questions: list[str], single: int, concurrent: int
+) -> dict[str, float]:
+    """Several URLs (replicas of one service) share the load round-robin, as a proxy would:
+    the sequential requests in turn, and the 8 client threads one URL each."""
+    urls = [url] if isinstance(url, str) else url
+    latencies = sequential_latencies(urls, questions, single)
+    elapsed, _ = parallel_latencies(urls, questions, concurrent)
     return {
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),

@@ -132,10 +132,19 @@ def postgres_bin() -> Path | None:
 
 class Postgres:
     """A private PostgreSQL cluster on a free loopback port: ``url`` to reach it, and ``stop``
-    and ``start`` for the outage tests (same port, same data)."""
+    and ``start`` for the outage tests (same port, same data). Not ``durable``, it skips
+    fsync: the tests need no crash safety; a benchmark comparing commits with files does."""
 
-    def __init__(self, bin_dir: Path, folder: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        folder: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        durable: bool = False,
+    ) -> None:
         self.bin_dir, self.folder, self.port, self.host = bin_dir, folder, port, host
+        self.durable = durable
         self.url = f"postgresql://rag@{host}:{port}/postgres"
         # PostgreSQL refuses to run as root: as root, its programs run as the postgres user.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -161,7 +170,9 @@ class Postgres:
             fh.write(f"host all all {network} trust\n")
 
     def start(self) -> None:
-        options = f"-c listen_addresses={self.host} -p {self.port} -k {self.folder} -c fsync=off"
+        options = f"-c listen_addresses={self.host} -p {self.port} -k {self.folder}"
+        if not self.durable:
+            options += " -c fsync=off"
         self._run(
             "pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"),
             "-o", options, "-w", "-t", "60", "start",
@@ -176,9 +187,12 @@ class Postgres:
 
 
 @contextmanager
-def postgres_server(host: str = "127.0.0.1", trust: str | None = None) -> Iterator[Postgres]:
+def postgres_server(
+    host: str = "127.0.0.1", trust: str | None = None, durable: bool = False
+) -> Iterator[Postgres]:
     """A fresh PostgreSQL cluster (Debian's initdb and pg_ctl) listening on ``host`` and
-    trusting loopback connections (and ``trust``'s network) as user ``rag``, removed afterwards.
+    trusting loopback connections (and ``trust``'s network) as user ``rag``, removed afterwards;
+    ``durable``: with fsync, as a production server runs.
     Its folder is outside pytest's (which only root may enter) so the postgres user can own
     it."""
     bin_dir = postgres_bin()
@@ -189,7 +203,7 @@ def postgres_server(host: str = "127.0.0.1", trust: str | None = None) -> Iterat
     folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    server = Postgres(bin_dir, folder, free_port(), host)
+    server = Postgres(bin_dir, folder, free_port(), host, durable)
     try:
         server.init()
         if trust is not None:
