@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag_service.answering import UNVERIFIED
 from tests.conftest import SMALL_READER
 from tests.servers import api_process, sse_events
 
@@ -66,7 +67,11 @@ def test_a_worker_that_dies_mid_answer_is_a_502_not_a_dead_api(
         assert server.poll() is None and httpx.get(f"{api}/healthz").status_code == 200
         answer = httpx.post(f"{api}/v1/ask", json={"question": QUESTION}, timeout=120)
         assert answer.status_code == 200, answer.text
-        assert answer.json()["generator"]["backend"] == "llamacpp"
+        # The new worker wrote it: Gemma's own answer, or the documents' quote in its place when
+        # none of its citations stood (an answer is never returned uncited).
+        generator = answer.json()["generator"]
+        assert generator["backend"] == "llamacpp" or generator["fallback_reason"] == UNVERIFIED
+        assert answer.json()["timings_ms"]["generate"] > 0
         [replacement] = workers_of(server.pid)
         assert replacement != worker
         assert httpx.get(f"{api}/readyz").status_code == 200  # the new worker has loaded
