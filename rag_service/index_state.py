@@ -80,6 +80,45 @@ class IndexPointer:
     committed_at: str
 
 
+def new_pointer(store: str, generation: int, fingerprint: str, manifest: Manifest) -> IndexPointer:
+    """The pointer a commit of ``generation`` (holding ``manifest``) writes, stamped now."""
+    return IndexPointer(
+        collection=store,
+        generation=generation,
+        fingerprint=fingerprint,
+        sources=len(manifest),
+        chunks=sum(len(entry.chunk_ids) for entry in manifest.values()),
+        committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def failures_record(failed: dict[str, Failure], context: str) -> dict[str, Any]:
+    """What a reindex records of the files it could not read (both layouts store this)."""
+    return {
+        "failed": {path: f.error for path, f in failed.items()},
+        "sha256": {path: f.sha256 for path, f in failed.items() if f.sha256},
+        "context": context,
+    }
+
+
+def failed_reasons(record: dict[str, Any]) -> dict[str, str]:
+    """Source -> reason, from a ``failures_record``."""
+    return {str(k): str(v) for k, v in record.get("failed", {}).items()}
+
+
+def known_failures_in(record: dict[str, Any], context: str) -> dict[str, Failure]:
+    """The failures a ``failures_record`` holds under ``context`` whose bytes were read (so
+    have a digest): the next reindex skips those files while their bytes stay the same."""
+    if record.get("context") != context:
+        return {}
+    digests = record.get("sha256", {})
+    return {
+        str(path): Failure(str(error), str(digests[path]))
+        for path, error in record.get("failed", {}).items()
+        if path in digests
+    }
+
+
 def write_atomically(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -141,14 +180,7 @@ class IndexState:
             {"sources": {source: asdict(entry) for source, entry in sorted(manifest.items())}},
         )
         previous = self.current()
-        pointer = IndexPointer(
-            collection=collection,
-            generation=generation,
-            fingerprint=fingerprint,
-            sources=len(manifest),
-            chunks=sum(len(entry.chunk_ids) for entry in manifest.values()),
-            committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        pointer = new_pointer(collection, generation, fingerprint, manifest)
         write_atomically(self.pointer_path, asdict(pointer))
         self.prune(pointer, previous)
         return pointer
@@ -176,11 +208,7 @@ class IndexState:
         keeps serving a failed file's old chunks), and the next reindex skips a file whose bytes
         failed before under the same ``context`` (the settings that decide the outcome) instead
         of parsing it again. Written only when it changes."""
-        payload = {
-            "failed": {path: f.error for path, f in failed.items()},
-            "sha256": {path: f.sha256 for path, f in failed.items() if f.sha256},
-            "context": context,
-        }
+        payload = failures_record(failed, context)
         if payload != self._failures_file():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             write_atomically(self.data_dir / "failures.json", payload)
@@ -195,20 +223,10 @@ class IndexState:
         return raw
 
     def last_failures(self) -> dict[str, str]:
-        raw = self._failures_file()
-        return {str(k): str(v) for k, v in raw.get("failed", {}).items()}
+        return failed_reasons(self._failures_file())
 
     def known_failures(self, context: str) -> dict[str, Failure]:
-        """The failures recorded under ``context`` whose bytes were read (so have a digest)."""
-        raw = self._failures_file()
-        if raw.get("context") != context:
-            return {}
-        digests = raw.get("sha256", {})
-        return {
-            str(path): Failure(str(error), str(digests[path]))
-            for path, error in raw.get("failed", {}).items()
-            if path in digests
-        }
+        return known_failures_in(self._failures_file(), context)
 
     @contextlib.contextmanager
     def reindex_lock(self) -> Iterator[None]:

@@ -19,7 +19,6 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,17 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from rag_service.errors import IndexBusy, StateUnavailable
-from rag_service.index_state import Failure, IndexPointer, IndexState, Manifest, SourceEntry
+from rag_service.index_state import (
+    Failure,
+    IndexPointer,
+    IndexState,
+    Manifest,
+    SourceEntry,
+    failed_reasons,
+    failures_record,
+    known_failures_in,
+    new_pointer,
+)
 from rag_service.state.postgres import Database, Notifications, Stamp, first_line, notify
 
 log = logging.getLogger(__name__)
@@ -138,14 +147,7 @@ class PostgresIndexRecords:
     def commit(
         self, store: str, generation: int, fingerprint: str, manifest: Manifest
     ) -> IndexPointer:
-        pointer = IndexPointer(
-            collection=store,
-            generation=generation,
-            fingerprint=fingerprint,
-            sources=len(manifest),
-            chunks=sum(len(entry.chunk_ids) for entry in manifest.values()),
-            committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        pointer = new_pointer(store, generation, fingerprint, manifest)
         folders = sorted(self._local.bm25_dir.glob(f"{store}.{generation}.*"))
         archives = [(folder.name, _pack(folder)) for folder in folders if folder.is_dir()]
         body = {s: asdict(entry) for s, entry in sorted(manifest.items())}
@@ -211,11 +213,7 @@ class PostgresIndexRecords:
         self._local.drop()
 
     def record_failures(self, failed: dict[str, Failure], context: str) -> None:
-        payload = {
-            "failed": {path: f.error for path, f in failed.items()},
-            "sha256": {path: f.sha256 for path, f in failed.items() if f.sha256},
-            "context": context,
-        }
+        payload = failures_record(failed, context)
         with self._db.connection() as conn:
             conn.execute(
                 "INSERT INTO rag_failures (collection, payload) VALUES (%s, %s) "
@@ -231,18 +229,10 @@ class PostgresIndexRecords:
         return dict(row["payload"]) if row else {}
 
     def last_failures(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in self._failures().get("failed", {}).items()}
+        return failed_reasons(self._failures())
 
     def known_failures(self, context: str) -> dict[str, Failure]:
-        raw = self._failures()
-        if raw.get("context") != context:
-            return {}
-        digests = raw.get("sha256", {})
-        return {
-            str(path): Failure(str(error), str(digests[path]))
-            for path, error in raw.get("failed", {}).items()
-            if path in digests
-        }
+        return known_failures_in(self._failures(), context)
 
     @contextlib.contextmanager
     def reindex_lock(self) -> Iterator[None]:
