@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +40,38 @@ def rag_reindex(env: dict[str, str], cwd: Path) -> None:
         cwd=cwd,
         check=True,
         stdout=subprocess.DEVNULL,
+    )
+
+
+def wait_for(
+    check: Callable[[], object], what: str, timeout_s: float = 60, step_s: float = 0.1
+) -> None:
+    """Poll ``check`` until it answers truthily; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(step_s)
+
+
+def own_env(root: Path, name: str, shared: dict[str, str]) -> dict[str, str]:
+    """A process's settings: the ``shared`` engines, and a data folder and HOME of its own
+    under ``root/name``."""
+    home = root / name / "home"
+    home.mkdir(parents=True)
+    return {**shared, "RAG_DATA_DIR": str(root / name / "data"), "HOME": str(home)}
+
+
+def rag_cli(
+    env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``rag ARGS`` as its own process (after ``prefix``: another host's), started in its HOME."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "rag_cli", *args],
+        env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        cwd=env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -23,8 +23,7 @@ from rag_service.settings import Settings
 from tests.api.test_collections import accepted, sources, wait_job
 from tests.api.test_http import assert_problem
 from tests.api.test_jobs import embedding_begun, long_text
-from tests.api.test_state_replicas import own_env, wait_for
-from tests.servers import api_process, api_server, shared_engines
+from tests.servers import api_process, api_server, own_env, shared_engines, wait_for
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 

@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from tests.api.test_http import assert_problem
-from tests.api.test_state_replicas import own_env, rag, wait_for
-from tests.servers import api_server, postgres_server
+from tests.servers import api_server, own_env, postgres_server, rag_cli, wait_for
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 
@@ -35,7 +34,7 @@ def test_a_key_made_anywhere_works_on_both_replicas_until_revoked(
     tmp_path: Path, shared: dict[str, str]
 ) -> None:
     operator = own_env(tmp_path, "operator", shared)
-    made = rag(operator, "keys", "create", "--name", "reader", "--scope", "query")
+    made = rag_cli(operator, "keys", "create", "--name", "reader", "--scope", "query")
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
 
@@ -48,7 +47,7 @@ def test_a_key_made_anywhere_works_on_both_replicas_until_revoked(
             assert_problem(collections(url, None), 401)
             assert collections(url, key).status_code == 200
 
-        listed = rag(operator, "keys", "list", "--json")
+        listed = rag_cli(operator, "keys", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [(k["name"], bool(k["last_used"])) for k in json.loads(listed.stdout)] == [
             ("reader", True)
@@ -57,7 +56,7 @@ def test_a_key_made_anywhere_works_on_both_replicas_until_revoked(
         for name in ("operator", "replica-a", "replica-b"):  # no key file anywhere
             assert not list((tmp_path / name / "data").glob("keys*")), name
 
-        revoked = rag(operator, "keys", "revoke", "reader")
+        revoked = rag_cli(operator, "keys", "revoke", "reader")
         assert revoked.returncode == 0, revoked.stderr
         for url in replicas:
             wait_for(

@@ -7,11 +7,7 @@ from what they loaded while a reindex fails cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,30 +16,11 @@ import httpx
 import pytest
 
 from tests.conftest import DATA
-from tests.servers import Postgres, api_server, shared_engines
+from tests.servers import Postgres, api_server, own_env, rag_cli, shared_engines, wait_for
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 QUESTION = "How many heads did the original transformer use?"
-
-
-def own_env(root: Path, name: str, shared: dict[str, str]) -> dict[str, str]:
-    """A process's settings: the shared engines, and a data folder and HOME of its own."""
-    home = root / name / "home"
-    home.mkdir(parents=True)
-    return {**shared, "RAG_DATA_DIR": str(root / name / "data"), "HOME": str(home)}
-
-
-def rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rag_cli", *args],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-        cwd=env["HOME"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def search(url: str, query: str) -> dict:
@@ -51,13 +28,6 @@ def search(url: str, query: str) -> dict:
     assert response.status_code == 200, response.text
     body: dict = response.json()
     return body
-
-
-def wait_for(check: object, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 class Cluster:
@@ -68,7 +38,7 @@ class Cluster:
         self.generation = 0  # the last one the reindex committed (tests run in any order)
 
     def reindex(self) -> dict:
-        done = rag(self.reindexer, "reindex", "--json")
+        done = rag_cli(self.reindexer, "reindex", "--json")
         assert done.returncode == 0, done.stderr
         report: dict = json.loads(done.stdout)
         self.generation = report["generation"] or self.generation
@@ -142,7 +112,7 @@ def test_without_postgresql_replicas_keep_answering_and_a_reindex_fails_cleanly(
         (Path(cluster.shared["RAG_CORPUS_DIR"]) / "emu.md").write_text(
             "# Emu\n\nThe emu is the second-largest living bird by height.\n", encoding="utf-8"
         )
-        failed = rag(cluster.reindexer, "reindex")
+        failed = rag_cli(cluster.reindexer, "reindex")
         assert failed.returncode != 0
         assert "PostgreSQL" in failed.stderr and "Traceback" not in failed.stderr
         assert "rag@" not in failed.stderr  # the URL's user info is never shown

@@ -7,51 +7,34 @@ read before and a creation fails with StateUnavailable."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag_service.collections import DEFAULT, Collection, Collections
 from rag_service.errors import NameTaken, StateUnavailable
-from rag_service.settings import Settings
 from rag_service.state.pg_state import PostgresState
-from tests.servers import Postgres, postgres_server
+from tests.integration.conftest import MakeHost
+from tests.servers import Postgres, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    with postgres_server() as server:
-        yield server
 
 
 class Replica:
     """One host's view: its own state store and data folder."""
 
-    def __init__(self, pg: Postgres, data: Path) -> None:
-        settings = Settings(_env_file=None, data_dir=data, state={"url": pg.url})
-        self.state = PostgresState(settings)
-        self.collections = Collections(data, data / "corpus", self.state)
+    def __init__(self, state: PostgresState, data: Path) -> None:
+        self.state = state
+        self.collections = Collections(data, data / "corpus", state)
 
 
 @pytest.fixture
-def replicas(pg: Postgres, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
-    one, two = Replica(pg, tmp_path / "one"), Replica(pg, tmp_path / "two")
+def replicas(make_host: MakeHost, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
+    one, two = (Replica(make_host(tmp_path / n), tmp_path / n) for n in ("one", "two"))
     yield one, two
     with one.state.db.connection() as conn:  # the next test starts with no collections
         conn.execute("DELETE FROM rag_collections")
-    for replica in (one, two):
-        replica.state.close()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_collection_made_on_one_replica_exists_on_the_other(
@@ -62,7 +45,7 @@ def test_a_collection_made_on_one_replica_exists_on_the_other(
     made, created = one.collections.create("papers")
     assert created and made.folder == tmp_path / "one" / "collections" / "papers" / "documents"
 
-    wait_for(lambda: two.collections.exists("papers"), "the other replica to see it")
+    wait_for(lambda: two.collections.exists("papers"), "the other replica to see it", 20)
     theirs = two.collections.get("papers")
     assert theirs.managed and theirs.created_at == made.created_at
     # Its documents folder is each replica's own, under its own data folder.
@@ -71,7 +54,7 @@ def test_a_collection_made_on_one_replica_exists_on_the_other(
 
     (tmp_path / "notes").mkdir()
     mirrored = two.collections.for_reindex("notes", tmp_path / "notes")
-    wait_for(lambda: one.collections.exists("notes"), "the mirrored collection to reach one")
+    wait_for(lambda: one.collections.exists("notes"), "the mirrored collection to reach one", 20)
     assert one.collections.get("notes").folder == mirrored.folder == tmp_path / "notes"
     assert one.collections.names() == two.collections.names() == [DEFAULT, "notes", "papers"]
 
@@ -148,13 +131,13 @@ def test_a_collection_unlisted_on_one_replica_is_gone_on_the_other(
 ) -> None:
     one, two = replicas
     made, _ = one.collections.create("doomed")
-    wait_for(lambda: two.collections.exists("doomed"), "the other replica to see it")
+    wait_for(lambda: two.collections.exists("doomed"), "the other replica to see it", 20)
     one.collections.unlist(made)
     assert not one.collections.exists("doomed")  # at once in the process that unlisted it
-    wait_for(lambda: not two.collections.exists("doomed"), "the other replica to lose it")
+    wait_for(lambda: not two.collections.exists("doomed"), "the other replica to lose it", 20)
     assert two.collections.names() == [DEFAULT]
     one.collections.relist(made)  # a deletion that could not finish
-    wait_for(lambda: two.collections.exists("doomed"), "the other replica to see it again")
+    wait_for(lambda: two.collections.exists("doomed"), "the other replica to see it again", 20)
     again, created = two.collections.create("doomed")
     assert not created and again.created_at == made.created_at
 
@@ -164,10 +147,10 @@ def test_with_postgresql_stopped_reads_answer_from_the_copy_and_creating_fails(
 ) -> None:
     one, two = replicas
     one.collections.create("kept")
-    wait_for(lambda: two.collections.exists("kept"), "the other replica to see it")
+    wait_for(lambda: two.collections.exists("kept"), "the other replica to see it", 20)
     pg.stop()
     try:
-        wait_for(lambda: not two.state.notes.listening, "the replica to notice the outage")
+        wait_for(lambda: not two.state.notes.listening, "the replica to notice the outage", 20)
         assert two.collections.exists("kept") and not two.collections.exists("never")
         assert two.collections.names() == [DEFAULT, "kept"]
         assert two.collections.get("kept").managed
@@ -177,6 +160,6 @@ def test_with_postgresql_stopped_reads_answer_from_the_copy_and_creating_fails(
             one.collections.unlist(one.collections.get("kept"))
     finally:
         pg.start()
-    wait_for(lambda: two.state.notes.listening, "the replica to listen again")
+    wait_for(lambda: two.state.notes.listening, "the replica to listen again", 20)
     assert two.collections.create("new")[1]  # created
-    wait_for(lambda: one.collections.exists("new"), "the other replica to see it")
+    wait_for(lambda: one.collections.exists("new"), "the other replica to see it", 20)

@@ -9,34 +9,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag_service.errors import IndexBusy, StateUnavailable
 from rag_service.index_state import Failure, SourceEntry
-from rag_service.settings import Settings
 from rag_service.state.pg_state import PostgresState
-from tests.servers import Postgres, postgres_server
+from tests.integration.conftest import MakeHost
+from tests.servers import Postgres, wait_for
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = {"a.md": SourceEntry("0" * 64, "A", ["a:0", "a:1"], 10, "2026-12-05", "utf-8")}
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    with postgres_server() as server:
-        yield server
-
-
-def host(pg: Postgres, data: Path) -> PostgresState:
-    """One host's view: its own connection pool, listener and data folder."""
-    settings = Settings(_env_file=None, data_dir=data, state={"url": pg.url})  # type: ignore[call-arg]
-    return PostgresState(settings)
 
 
 def write_bm25(state: PostgresState, name: str, root: Path, store: str, generation: int) -> None:
@@ -46,66 +32,53 @@ def write_bm25(state: PostgresState, name: str, root: Path, store: str, generati
     (folder / "bm25s" / "params.index.json").write_text("{}", encoding="utf-8")
 
 
-def wait_for(check: object, what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+def test_a_commit_reaches_the_other_host_with_its_bm25_files(
+    make_host: MakeHost, tmp_path: Path
+) -> None:
+    writer, reader = make_host(tmp_path / "w"), make_host(tmp_path / "r")
+    mine, theirs = writer.index("notes", tmp_path / "w"), reader.index("notes", tmp_path / "r")
+    assert theirs.current() is None
+    write_bm25(writer, "notes", tmp_path / "w", "rag-1234", 1)
+    committed = mine.commit("rag-1234", 1, "f" * 64, MANIFEST)
+
+    wait_for(lambda: theirs.current() == committed, "the reader to see generation 1", 20)
+    assert theirs.manifest(committed) == MANIFEST
+    fetched = theirs.lexical_index(committed, "bm25s")
+    assert fetched.is_relative_to(tmp_path / "r")  # its own copy, in its own folder
+    assert (fetched / "bm25s" / "params.index.json").read_text() == "{}"
+    assert (fetched / "rows.json").read_text() == '{"ids": ["a:0", "a:1"]}'
+
+    mine.record_failures({"bad.pdf": Failure("encrypted", "e" * 64)}, "ctx")
+    assert theirs.last_failures() == {"bad.pdf": "encrypted"}
+    assert theirs.known_failures("ctx") == {"bad.pdf": Failure("encrypted", "e" * 64)}
+    assert theirs.known_failures("other settings") == {}
 
 
-def test_a_commit_reaches_the_other_host_with_its_bm25_files(pg: Postgres, tmp_path: Path) -> None:
-    writer, reader = host(pg, tmp_path / "w"), host(pg, tmp_path / "r")
-    try:
-        mine, theirs = writer.index("notes", tmp_path / "w"), reader.index("notes", tmp_path / "r")
-        assert theirs.current() is None
-        write_bm25(writer, "notes", tmp_path / "w", "rag-1234", 1)
-        committed = mine.commit("rag-1234", 1, "f" * 64, MANIFEST)
-
-        wait_for(lambda: theirs.current() == committed, "the reader to see generation 1")
-        assert theirs.manifest(committed) == MANIFEST
-        fetched = theirs.lexical_index(committed, "bm25s")
-        assert fetched.is_relative_to(tmp_path / "r")  # its own copy, in its own folder
-        assert (fetched / "bm25s" / "params.index.json").read_text() == "{}"
-        assert (fetched / "rows.json").read_text() == '{"ids": ["a:0", "a:1"]}'
-
-        mine.record_failures({"bad.pdf": Failure("encrypted", "e" * 64)}, "ctx")
-        assert theirs.last_failures() == {"bad.pdf": "encrypted"}
-        assert theirs.known_failures("ctx") == {"bad.pdf": Failure("encrypted", "e" * 64)}
-        assert theirs.known_failures("other settings") == {}
-    finally:
-        writer.close()
-        reader.close()
+def test_of_two_commits_of_one_generation_exactly_one_wins(
+    make_host: MakeHost, tmp_path: Path
+) -> None:
+    first, second = make_host(tmp_path / "1"), make_host(tmp_path / "2")
+    a, b = first.index("race", tmp_path / "1"), second.index("race", tmp_path / "2")
+    a.commit("rag-race", 1, "f" * 64, MANIFEST)
+    b.commit("rag-race", 2, "f" * 64, MANIFEST)
+    with pytest.raises(IndexBusy, match="committed by another reindex first"):
+        a.commit("rag-race", 2, "f" * 64, {})
+    pointer = a.current()
+    assert pointer is not None and pointer.generation == 2
+    assert a.manifest(pointer) == MANIFEST  # the winner's, whole
 
 
-def test_of_two_commits_of_one_generation_exactly_one_wins(pg: Postgres, tmp_path: Path) -> None:
-    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
-    try:
-        a, b = first.index("race", tmp_path / "1"), second.index("race", tmp_path / "2")
-        a.commit("rag-race", 1, "f" * 64, MANIFEST)
-        b.commit("rag-race", 2, "f" * 64, MANIFEST)
-        with pytest.raises(IndexBusy, match="committed by another reindex first"):
-            a.commit("rag-race", 2, "f" * 64, {})
-        pointer = a.current()
-        assert pointer is not None and pointer.generation == 2
-        assert a.manifest(pointer) == MANIFEST  # the winner's, whole
-    finally:
-        first.close()
-        second.close()
-
-
-def test_the_reindex_lock_is_one_per_collection_across_hosts(pg: Postgres, tmp_path: Path) -> None:
-    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
-    try:
-        with first.index("locked", tmp_path / "1").reindex_lock():
-            with pytest.raises(IndexBusy), second.index("locked", tmp_path / "2").reindex_lock():
-                pass
-            with second.index("another", tmp_path / "2").reindex_lock():
-                pass  # another collection is not held
-        with second.index("locked", tmp_path / "2").reindex_lock():
-            pass  # released on leaving
-    finally:
-        first.close()
-        second.close()
+def test_the_reindex_lock_is_one_per_collection_across_hosts(
+    make_host: MakeHost, tmp_path: Path
+) -> None:
+    first, second = make_host(tmp_path / "1"), make_host(tmp_path / "2")
+    with first.index("locked", tmp_path / "1").reindex_lock():
+        with pytest.raises(IndexBusy), second.index("locked", tmp_path / "2").reindex_lock():
+            pass
+        with second.index("another", tmp_path / "2").reindex_lock():
+            pass  # another collection is not held
+    with second.index("locked", tmp_path / "2").reindex_lock():
+        pass  # released on leaving
 
 
 HOLD = """
@@ -120,14 +93,14 @@ with state.index("killed", Path(sys.argv[2])).reindex_lock():
 """
 
 
-def test_a_killed_holder_frees_the_lock(pg: Postgres, tmp_path: Path) -> None:
+def test_a_killed_holder_frees_the_lock(pg: Postgres, make_host: MakeHost, tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, pg.url, str(tmp_path / "holder")],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    other = host(pg, tmp_path / "other")
+    other = make_host(tmp_path / "other")
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(IndexBusy), other.index("killed", tmp_path / "other").reindex_lock():
@@ -143,43 +116,36 @@ def test_a_killed_holder_frees_the_lock(pg: Postgres, tmp_path: Path) -> None:
                 return False
 
         # PostgreSQL ends the dead client's session when it notices the closed socket.
-        wait_for(free, "the killed holder's lock to be released")
+        wait_for(free, "the killed holder's lock to be released", 20)
     finally:
         holder.kill()
-        other.close()
 
 
-def test_a_run_that_lost_its_lock_to_a_restart_cannot_commit(pg: Postgres, tmp_path: Path) -> None:
-    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
-    try:
-        a, b = first.index("restart", tmp_path / "1"), second.index("restart", tmp_path / "2")
-        with a.reindex_lock():
-            pg.stop()  # PostgreSQL restarts under the run: its session, and the lock, are gone
-            pg.start()
-            with b.reindex_lock():  # so another run may take it, and commits
-                b.commit("rag-restart", 1, "f" * 64, MANIFEST)
-            with pytest.raises(StateUnavailable, match="lost the reindex lock"):
-                a.commit("rag-restart", 1, "f" * 64, {})
-        pointer = b.current()
-        assert pointer is not None and b.manifest(pointer) == MANIFEST
-    finally:
-        first.close()
-        second.close()
+def test_a_run_that_lost_its_lock_to_a_restart_cannot_commit(
+    pg: Postgres, make_host: MakeHost, tmp_path: Path
+) -> None:
+    first, second = make_host(tmp_path / "1"), make_host(tmp_path / "2")
+    a, b = first.index("restart", tmp_path / "1"), second.index("restart", tmp_path / "2")
+    with a.reindex_lock():
+        pg.stop()  # PostgreSQL restarts under the run: its session, and the lock, are gone
+        pg.start()
+        with b.reindex_lock():  # so another run may take it, and commits
+            b.commit("rag-restart", 1, "f" * 64, MANIFEST)
+        with pytest.raises(StateUnavailable, match="lost the reindex lock"):
+            a.commit("rag-restart", 1, "f" * 64, {})
+    pointer = b.current()
+    assert pointer is not None and b.manifest(pointer) == MANIFEST
 
 
-def test_a_dropped_collection_is_gone_for_every_host(pg: Postgres, tmp_path: Path) -> None:
-    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
-    try:
-        a, b = first.index("dropped", tmp_path / "1"), second.index("dropped", tmp_path / "2")
-        write_bm25(first, "dropped", tmp_path / "1", "rag-drop", 1)
-        a.commit("rag-drop", 1, "f" * 64, MANIFEST)
-        a.record_failures({"bad.pdf": Failure("encrypted", None)}, "ctx")
-        wait_for(lambda: b.current() is not None, "the commit to be seen")
-        a.drop()
-        # A collection made anew under the name starts from nothing, on every host.
-        wait_for(lambda: b.current() is None, "the drop to be seen")
-        assert a.current() is None and b.last_failures() == {}
-        assert not a.bm25_path("rag-drop", 1, "bm25s").exists()
-    finally:
-        first.close()
-        second.close()
+def test_a_dropped_collection_is_gone_for_every_host(make_host: MakeHost, tmp_path: Path) -> None:
+    first, second = make_host(tmp_path / "1"), make_host(tmp_path / "2")
+    a, b = first.index("dropped", tmp_path / "1"), second.index("dropped", tmp_path / "2")
+    write_bm25(first, "dropped", tmp_path / "1", "rag-drop", 1)
+    a.commit("rag-drop", 1, "f" * 64, MANIFEST)
+    a.record_failures({"bad.pdf": Failure("encrypted", None)}, "ctx")
+    wait_for(lambda: b.current() is not None, "the commit to be seen", 20)
+    a.drop()
+    # A collection made anew under the name starts from nothing, on every host.
+    wait_for(lambda: b.current() is None, "the drop to be seen", 20)
+    assert a.current() is None and b.last_failures() == {}
+    assert not a.bm25_path("rag-drop", 1, "bm25s").exists()

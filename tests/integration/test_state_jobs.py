@@ -6,39 +6,26 @@ per collection at a time across hosts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag_service.errors import JobTakenOver, ReindexCancelled
 from rag_service.jobs import FileWrite, Job
-from rag_service.settings import Settings
 from rag_service.state.pg_state import PostgresState
-from tests.servers import Postgres, postgres_server
+from tests.integration.conftest import MakeHost
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    with postgres_server() as server:
-        yield server
-
-
 @pytest.fixture
-def hosts(pg: Postgres, tmp_path: Path) -> Iterator[tuple[PostgresState, PostgresState]]:
+def hosts(make_host: MakeHost, tmp_path: Path) -> tuple[PostgresState, PostgresState]:
     """Two hosts' views: each its own pool, job-lock session and data folder, over tables with
     no other test's jobs."""
-    made = []
-    for name in ("a", "b"):
-        settings = Settings(_env_file=None, data_dir=tmp_path / name, state={"url": pg.url})  # type: ignore[call-arg]
-        made.append(PostgresState(settings))
-    with made[0].db.connection() as conn:  # another test's jobs are no business of this one
+    a, b = make_host(tmp_path / "a"), make_host(tmp_path / "b")
+    with a.db.connection() as conn:  # another test's jobs are no business of this one
         conn.execute("TRUNCATE rag_jobs, rag_job_files, rag_documents")
-    yield made[0], made[1]
-    for state in made:
-        state.close()
+    return a, b
 
 
 def submit(

@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,26 +16,16 @@ import pytest
 from rag_service.errors import StateUnavailable
 from rag_service.keys import PREFIX, KeyStoreError
 from rag_service.state.pg_state import PostgresState
-from tests.integration.test_state_index import REPO, host, wait_for
-from tests.servers import Postgres, postgres_server
+from tests.integration.conftest import MakeHost
+from tests.integration.test_state_index import REPO
+from tests.servers import Postgres, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    with postgres_server() as server:
-        yield server
-
-
 @pytest.fixture
-def replicas(pg: Postgres, tmp_path: Path) -> Iterator[tuple[PostgresState, PostgresState]]:
-    first, second = host(pg, tmp_path / "1"), host(pg, tmp_path / "2")
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
+def replicas(make_host: MakeHost, tmp_path: Path) -> tuple[PostgresState, PostgresState]:
+    return make_host(tmp_path / "1"), make_host(tmp_path / "2")
 
 
 def reachable(state: PostgresState) -> bool:
@@ -55,14 +44,14 @@ def test_a_key_made_on_one_replica_works_on_the_other_until_revoked(
     key = a.create("reader", "query")
     assert key.startswith(PREFIX)
 
-    wait_for(lambda: b.verify(key) is not None, "the new key to verify on the other replica")
+    wait_for(lambda: b.verify(key) is not None, "the new key to verify on the other replica", 20)
     found = b.verify(key)
     assert found is not None and found.name == "reader" and found.scope == "query"
     with pytest.raises(KeyStoreError, match="exists"):
         b.create("reader", "admin")  # one name across replicas
 
     a.revoke("reader")
-    wait_for(lambda: b.verify(key) is None, "the revocation to reach the other replica")
+    wait_for(lambda: b.verify(key) is None, "the revocation to reach the other replica", 20)
     assert a.verify(key) is None
     with pytest.raises(KeyStoreError, match="no key named 'reader'"):
         b.revoke("reader")
@@ -75,7 +64,7 @@ def test_only_digests_are_stored_and_a_use_is_listed(
     key = a.create("listed", "admin")
     assert next(k for k in a.list_keys() if k.name == "listed").last_used is None
 
-    wait_for(lambda: b.verify(key) is not None, "the key to verify on the other replica")
+    wait_for(lambda: b.verify(key) is not None, "the key to verify on the other replica", 20)
     used = next(k for k in a.list_keys() if k.name == "listed")
     assert used.scope == "admin" and used.last_used is not None and used.created
 
@@ -87,17 +76,14 @@ def test_only_digests_are_stored_and_a_use_is_listed(
 
 
 def test_both_replicas_sign_alike(
-    pg: Postgres, tmp_path: Path, replicas: tuple[PostgresState, PostgresState]
+    make_host: MakeHost, tmp_path: Path, replicas: tuple[PostgresState, PostgresState]
 ) -> None:
     a, b = replicas[0].keys(), replicas[1].keys()
     signature = a.sign("document-link", '["default", "a.md", 1]')
     assert signature == b.sign("document-link", '["default", "a.md", 1]')
     assert signature != b.sign("another-purpose", '["default", "a.md", 1]')
-    third = host(pg, tmp_path / "3")  # a replica started later reads the same secret
-    try:
-        assert third.keys().sign("document-link", '["default", "a.md", 1]') == signature
-    finally:
-        third.close()
+    third = make_host(tmp_path / "3")  # a replica started later reads the same secret
+    assert third.keys().sign("document-link", '["default", "a.md", 1]') == signature
 
 
 def test_without_postgresql_keys_verify_from_the_copy_and_cannot_be_made(
@@ -108,10 +94,10 @@ def test_without_postgresql_keys_verify_from_the_copy_and_cannot_be_made(
 ) -> None:
     a, b = replicas[0].keys(), replicas[1].keys()
     key = a.create("outage", "query")
-    wait_for(lambda: b.verify(key) is not None, "the key to verify on the other replica")
+    wait_for(lambda: b.verify(key) is not None, "the key to verify on the other replica", 20)
     pg.stop()
     try:
-        wait_for(lambda: not replicas[1].notes.listening, "the replica to notice the outage")
+        wait_for(lambda: not replicas[1].notes.listening, "the replica to notice the outage", 20)
         with caplog.at_level(logging.WARNING, logger="rag_service.state.pg_keys"):
             for _ in range(3):
                 found = b.verify(key)
@@ -150,7 +136,7 @@ def test_without_postgresql_keys_verify_from_the_copy_and_cannot_be_made(
     for state in replicas:
         wait_for(lambda state=state: reachable(state), "PostgreSQL to be reachable again", 60)
     later = a.create("after", "query")
-    wait_for(lambda: b.verify(later) is not None, "a key made after the outage on the other")
+    wait_for(lambda: b.verify(later) is not None, "a key made after the outage on the other", 20)
     b.revoke("outage")
-    wait_for(lambda: a.verify(key) is None, "a revocation after the outage on the other")
+    wait_for(lambda: a.verify(key) is None, "a revocation after the outage on the other", 20)
     a.revoke("after")
