@@ -3,7 +3,7 @@ gold documents and without them (and their related documents, as `rag eval-answe
 what a cheap evidence score may read: the question's tokens and their idf, the top passages and
 their scores, and the question's cosine with each sentence of the top three passages.
 
-    .venv/bin/python bench/research/evidence_dump.py xquad_en xquad_zh cmrc2018_dev corpus xquad_zh2en
+    .venv/bin/python bench/research/evidence_dump.py xquad_en xquad_zh cmrc2018_dev corpus
 
 Writes /tmp/rag-research/evidence-<set>.pkl, read by evidence_fit.py.
 """
