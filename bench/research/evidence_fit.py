@@ -13,6 +13,7 @@ itself (what calibration cannot beat). Writes bench/results/research-evidence-fe
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 import sys
@@ -51,11 +52,13 @@ def feats(question: str, c: dict) -> dict[str, float]:
     words = set(c["q_tokens"])
     grams = cjk_bigrams(question)
     idf = c["idf"]
-    total = sum(idf[t] for t in words) or 1.0
+    # fsum: a float sum over a set would depend on the set's (hash-seeded) order, and the
+    # boosted trees' splits on those last bits, so the figures would change from run to run.
+    total = math.fsum(idf[t] for t in words) or 1.0
     peak = max((idf[t] for t in words), default=1.0) or 1.0
 
     def cov(toks: frozenset[str]) -> float:
-        return sum(idf[t] for t in words & toks) / total
+        return math.fsum(idf[t] for t in words & toks) / total
 
     passages = c["passages"]
     if not passages:
@@ -64,9 +67,9 @@ def feats(question: str, c: dict) -> dict[str, float]:
     top_toks = tokens(top["text"])
     sents, cos = top["scored"] or ([], [])
     s_toks = [tokens(s) for s in sents]
-    order = np.argsort(cos)[::-1] if cos else []
-    best = int(order[0]) if len(order) else 0
-    window = frozenset().union(*s_toks[max(0, best - 1) : best + 2]) if s_toks else frozenset()
+    best = int(np.argmax(cos)) if cos else 0
+    near = slice(max(0, best - 1), best + 2)  # the nearest sentence and its neighbours
+    window = frozenset().union(*s_toks[near])
     pair = max(
         (cov(s_toks[i] | s_toks[i + 1]) for i in range(len(s_toks) - 1)),
         default=cov(s_toks[0]) if s_toks else 0.0,
@@ -91,13 +94,12 @@ def feats(question: str, c: dict) -> dict[str, float]:
         "dense_margin": dense[0] - dense[1] if len(dense) > 1 else 0.0,
         "fused_margin": passages[0]["fused"] - passages[1]["fused"] if len(passages) > 1 else 0.0,
         "number": float(
-            bool(NUMBER_ASKED.search(question))
-            and not DIGIT.search(" ".join(sents[max(0, best - 1) : best + 2]))
+            bool(NUMBER_ASKED.search(question)) and not DIGIT.search(" ".join(sents[near]))
         ),
         "zh": float(c["language"] == "zh"),
         "bigram_top": bigram_share(grams, top["text"]),
         "bigram_best": max((bigram_share(grams, p["text"]) for p in passages), default=0.0),
-        "bigram_window": bigram_share(grams, " ".join(sents[max(0, best - 1) : best + 2])),
+        "bigram_window": bigram_share(grams, " ".join(sents[near])),
         "bigram_pair": max(
             (bigram_share(grams, sents[i] + sents[i + 1]) for i in range(len(sents) - 1)),
             default=bigram_share(grams, sents[0]) if sents else 0.0,
@@ -105,7 +107,7 @@ def feats(question: str, c: dict) -> dict[str, float]:
     }
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+def load(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     rows = pickle.loads((DUMPS / f"evidence-{name}.pkl").read_bytes())
     X, y = [], []
     for r in rows:
@@ -115,7 +117,7 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
             y.append(label)
     names = list(next(f for f in X if f))
     matrix = np.array([[f.get(k, 0.0) for k in names] for f in X])
-    return matrix, np.array(y), names, {}
+    return matrix, np.array(y), names
 
 
 def errors(passes: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -129,10 +131,6 @@ def shipped_score(X: np.ndarray, names: list[str]) -> np.ndarray:
     w = np.where(zh, s.similarity_weight_zh, s.similarity_weight_en)
     t = np.where(zh, s.min_coverage_zh, s.min_coverage_en)
     return X[:, names.index("cov_best")] + w * X[:, names.index("sim")] - t
-
-
-def shipped_rule(X: np.ndarray, names: list[str]) -> np.ndarray:
-    return shipped_score(X, names) >= 0
 
 
 def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
@@ -173,7 +171,7 @@ def main() -> None:
     names = data["xquad_en"][2]
     print("features:", ", ".join(names))
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for left, (X, y, _, _) in data.items():
+    for left, (X, y, _) in data.items():
         # The corpus (52 questions) is only ever left out: too small to weigh in a fit.
         train = [(data[n][0], data[n][1]) for n in data if n not in (left, "corpus")]
         results[left] = {"shipped rule": row(shipped_score(X, names), y, 0.0)}
