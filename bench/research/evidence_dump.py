@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import pickle
 import sys
+from functools import cache
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import EVAL_DIR, REPO
+from asked import asked_both_ways
 
-from evaluation.runner import prepared_set
 from rag_service.retrieval.language import query_language
-from rag_service.retrieval.results import SearchFilters
 from rag_service.retrieval.tokenize import tokenize
 from rag_service.settings import Settings
 from rag_service.similarity import SentenceSimilarity
 
-CACHE = REPO / "data" / "eval-cache" / "embeddings.sqlite"
 OUT = Path("/tmp/rag-research")
 
 
@@ -58,26 +56,21 @@ def asked(service, served, sentences, question: str, filters) -> dict[str, objec
 
 def main() -> None:
     settings = Settings()
+    sentence_similarity = cache(SentenceSimilarity)  # one per set's embedder
     OUT.mkdir(exist_ok=True)
     for name in sys.argv[1:]:
-        folder = REPO / "corpus" if name == "corpus" else EVAL_DIR / name
-        rows = []
-        with prepared_set(folder, settings, CACHE, 1000) as p, p.service.current() as served:
-            sentences = SentenceSimilarity(p.embedder)
-            sources = frozenset(p.source_of.values())
-            for q in p.eval_set.questions:
-                if not q.answers:
-                    continue
-                without = SearchFilters(sources=sources - q.gold - q.related)
-                rows.append(
-                    {
-                        "qid": q.qid,
-                        "question": q.question,
-                        "answers": q.answers,
-                        "gold": asked(p.service, served, sentences, q.question, None),
-                        "without": asked(p.service, served, sentences, q.question, without),
-                    }
-                )
+        rows = [
+            {
+                "qid": q.qid,
+                "question": q.question,
+                "answers": q.answers,
+                "gold": asked(p.service, served, sentence_similarity(p.embedder), q.question, None),
+                "without": asked(
+                    p.service, served, sentence_similarity(p.embedder), q.question, without
+                ),
+            }
+            for p, served, q, without in asked_both_ways(name, settings, without_related=True)
+        ]
         (OUT / f"evidence-{name}.pkl").write_bytes(pickle.dumps(rows))
         print(name, len(rows), file=sys.stderr)
 
