@@ -129,10 +129,13 @@ class PostgresIndexRecords:
             if row is None or _unpacked_digest(path) == row["sha256"]:
                 # None: this backend's index was never committed (the caller says so).
                 return path
+            # Binary results: the text form of a bytea is hex, twice the size, decoded again
+            # in Python (a 54 MB archive: 0.55 s and +322 MB against 0.21 s and +161 MB).
             archive = conn.execute(
                 "SELECT sha256, archive FROM rag_lexical WHERE collection = %s "
                 "AND generation = %s AND name = %s",
                 (self._name, pointer.generation, path.name),
+                binary=True,
             ).fetchone()
         if archive is None:
             raise StateUnavailable(f"the BM25 index {path.name} left PostgreSQL: retry")

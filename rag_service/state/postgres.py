@@ -119,6 +119,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (collection, path)
     );
     """,
+    # A BM25 archive (tens of MB of numeric arrays) does not shrink under PostgreSQL's pglz,
+    # which tried and gave up on every insert: stored as it is, a commit's insert took about
+    # half the time (docs/benchmarks.md). Rows written before keep their storage.
+    "ALTER TABLE rag_lexical ALTER COLUMN archive SET STORAGE EXTERNAL;",
 )
 
 _MIGRATION_LOCK = "rag_service.migrations"

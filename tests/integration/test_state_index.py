@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rag_service.errors import IndexBusy, StateUnavailable
@@ -30,6 +31,7 @@ def write_bm25(state: PostgresState, name: str, root: Path, store: str, generati
     (folder / "bm25s").mkdir(parents=True)
     (folder / "rows.json").write_text('{"ids": ["a:0", "a:1"]}', encoding="utf-8")
     (folder / "bm25s" / "params.index.json").write_text("{}", encoding="utf-8")
+    (folder / "bm25s" / "data.npy").write_bytes(bytes(range(256)) * 64)  # every byte value
 
 
 def test_a_commit_reaches_the_other_host_with_its_bm25_files(
@@ -47,6 +49,7 @@ def test_a_commit_reaches_the_other_host_with_its_bm25_files(
     assert fetched.is_relative_to(tmp_path / "r")  # its own copy, in its own folder
     assert (fetched / "bm25s" / "params.index.json").read_text() == "{}"
     assert (fetched / "rows.json").read_text() == '{"ids": ["a:0", "a:1"]}'
+    assert (fetched / "bm25s" / "data.npy").read_bytes() == bytes(range(256)) * 64
 
     mine.record_failures({"bad.pdf": Failure("encrypted", "e" * 64)}, "ctx")
     assert theirs.last_failures() == {"bad.pdf": "encrypted"}
@@ -149,3 +152,16 @@ def test_a_dropped_collection_is_gone_for_every_host(make_host: MakeHost, tmp_pa
     wait_for(lambda: b.current() is None, "the drop to be seen", 20)
     assert a.current() is None and b.last_failures() == {}
     assert not a.bm25_path("rag-drop", 1, "bm25s").exists()
+
+
+def test_bm25_archives_are_stored_without_compression(
+    pg: Postgres, make_host: MakeHost, tmp_path: Path
+) -> None:
+    """pglz cannot shrink them and only slowed every commit (state/postgres.py's migration)."""
+    make_host(tmp_path)  # opening a host migrates the schema
+    with psycopg.connect(pg.url) as conn:
+        row = conn.execute(
+            "SELECT attstorage FROM pg_attribute "
+            "WHERE attrelid = 'rag_lexical'::regclass AND attname = 'archive'"
+        ).fetchone()
+    assert row == ("e",)  # EXTERNAL: out of line, uncompressed
