@@ -280,7 +280,8 @@ class Library:
 
     def search(self, name: str) -> SearchService:
         """``NotFound`` if there is no such collection (any more: another process may have
-        deleted it, so this is checked on every call; it is one small file read)."""
+        deleted it, so this is checked on every call: one small file read in the file layout,
+        the kept copy of the table in PostgreSQL's, read again only after a change)."""
         name = check_name(name)
         with self._lock:  # a deletion in this process unlists and forgets under it too
             if self.collections.exists(name):
