@@ -33,14 +33,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 from _common import REPO
 from playwright.sync_api import Page, sync_playwright
 
-from tests.servers import CHROMIUM_ARGS, free_port, rag_reindex, running
+from tests.servers import CHROMIUM_ARGS, free_port, http_server, rag_reindex, running
 
 # corpus/CONVERSATIONS.jsonl's first conversation in each language: the follow-up only makes
 # sense with the first turn; the answer to it and the note it must be cited from.
@@ -109,13 +109,8 @@ def recording_proxy(upstream: str, recorder: Recorder) -> Iterator[str]:
         def do_POST(self) -> None:
             self._relay("POST")
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with http_server(Handler) as origin:
+        yield origin
 
 
 def metric(text: str, name: str) -> dict[str, float]:

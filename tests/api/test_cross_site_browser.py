@@ -8,10 +8,9 @@ on, so only the cross-site guard stands in the way; the service's own page still
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from tests.api.test_collections import accepted, digests, wait_job
 from tests.browser import create_collection
 from tests.browser import wait_job as wait_page_job
-from tests.servers import api_server
+from tests.servers import api_server, http_server
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 
@@ -96,14 +95,8 @@ def hostile_site(request: pytest.FixtureRequest, service: tuple[str, Path]) -> I
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((request.param, 0), Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{request.param}:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Hostile, request.param) as origin:
+        yield origin + "/"
 
 
 def _document_posts(log: Path) -> list[tuple[str, int]]:
