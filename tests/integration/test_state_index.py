@@ -17,7 +17,8 @@ import pytest
 from rag_service.errors import IndexBusy, StateUnavailable
 from rag_service.index_state import Failure, SourceEntry
 from rag_service.state.pg_state import PostgresState
-from tests.integration.conftest import MakeHost
+from rag_service.state.postgres import MIGRATIONS
+from tests.integration.conftest import MakeHost, host
 from tests.servers import Postgres, wait_for
 
 pytestmark = pytest.mark.integration
@@ -165,3 +166,30 @@ def test_bm25_archives_are_stored_without_compression(
             "WHERE attrelid = 'rag_lexical'::regclass AND attname = 'archive'"
         ).fetchone()
     assert row == ("e",)  # EXTERNAL: out of line, uncompressed
+
+
+def test_a_database_of_the_first_schema_is_upgraded_and_serves(
+    pg: Postgres, tmp_path: Path
+) -> None:
+    """A deployment made before migration 2 (its schema at version 1) is migrated when a host
+    opens it, and a commit then reaches another host with its BM25 files."""
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE first_schema")
+    url = pg.url.rsplit("/", 1)[0] + "/first_schema"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE rag_schema (version integer PRIMARY KEY)")
+        conn.execute(MIGRATIONS[0])
+        conn.execute("INSERT INTO rag_schema (version) VALUES (1)")
+    writer, reader = host(url, tmp_path / "w"), host(url, tmp_path / "r")
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT max(version) FROM rag_schema").fetchone() == (
+                len(MIGRATIONS),
+            )
+        write_bm25(writer, "notes", tmp_path / "w", "rag-1234", 1)
+        committed = writer.index("notes", tmp_path / "w").commit("rag-1234", 1, "f" * 64, MANIFEST)
+        fetched = reader.index("notes", tmp_path / "r").lexical_index(committed, "bm25s")
+        assert (fetched / "bm25s" / "data.npy").read_bytes() == bytes(range(256)) * 64
+    finally:
+        writer.close()
+        reader.close()
