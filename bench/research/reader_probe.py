@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from evidence_fit import feats, shipped_score
+from evidence_fit import best_threshold, errors, feats, shipped_score
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -212,15 +212,6 @@ def train(names: list[str], epochs: int = 3, watch: str = "xquad_zh") -> Reader:
             file=sys.stderr,
         )
     return reader
-
-
-def errors(passes: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    return float((~passes[y == 1]).mean()), float(passes[y == 0].mean())
-
-
-def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    grid = np.quantile(p, np.linspace(0.01, 0.99, 197))
-    return float(min(grid, key=lambda t: max(errors(p >= t, y))))
 
 
 def evaluate() -> None:
