@@ -24,6 +24,7 @@ from tests.servers import Postgres, wait_for
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+BM25_DATA = bytes(range(256)) * 64  # every byte value, as in the numeric arrays
 MANIFEST = {"a.md": SourceEntry("0" * 64, "A", ["a:0", "a:1"], 10, "2026-12-05", "utf-8")}
 
 
@@ -32,7 +33,7 @@ def write_bm25(state: PostgresState, name: str, root: Path, store: str, generati
     (folder / "bm25s").mkdir(parents=True)
     (folder / "rows.json").write_text('{"ids": ["a:0", "a:1"]}', encoding="utf-8")
     (folder / "bm25s" / "params.index.json").write_text("{}", encoding="utf-8")
-    (folder / "bm25s" / "data.npy").write_bytes(bytes(range(256)) * 64)  # every byte value
+    (folder / "bm25s" / "data.npy").write_bytes(BM25_DATA)
 
 
 def test_a_commit_reaches_the_other_host_with_its_bm25_files(
@@ -50,7 +51,7 @@ def test_a_commit_reaches_the_other_host_with_its_bm25_files(
     assert fetched.is_relative_to(tmp_path / "r")  # its own copy, in its own folder
     assert (fetched / "bm25s" / "params.index.json").read_text() == "{}"
     assert (fetched / "rows.json").read_text() == '{"ids": ["a:0", "a:1"]}'
-    assert (fetched / "bm25s" / "data.npy").read_bytes() == bytes(range(256)) * 64
+    assert (fetched / "bm25s" / "data.npy").read_bytes() == BM25_DATA
 
     mine.record_failures({"bad.pdf": Failure("encrypted", "e" * 64)}, "ctx")
     assert theirs.last_failures() == {"bad.pdf": "encrypted"}
@@ -189,7 +190,7 @@ def test_a_database_of_the_first_schema_is_upgraded_and_serves(
         write_bm25(writer, "notes", tmp_path / "w", "rag-1234", 1)
         committed = writer.index("notes", tmp_path / "w").commit("rag-1234", 1, "f" * 64, MANIFEST)
         fetched = reader.index("notes", tmp_path / "r").lexical_index(committed, "bm25s")
-        assert (fetched / "bm25s" / "data.npy").read_bytes() == bytes(range(256)) * 64
+        assert (fetched / "bm25s" / "data.npy").read_bytes() == BM25_DATA
     finally:
         writer.close()
         reader.close()
