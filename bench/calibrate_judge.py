@@ -42,7 +42,11 @@ def _rule(settings: Settings, rule: str) -> tuple[float, float]:
         "en": (a.similarity_weight_en, a.min_coverage_en),
         "zh": (a.similarity_weight_zh, a.min_coverage_zh),
         "cross": (a.similarity_weight_cross, a.min_coverage_cross or 0.0),
+        "cross_en": (a.similarity_weight_cross_en, a.min_coverage_cross_en or 0.0),
     }[rule]
+
+
+CROSS = ("cross", "cross_en")  # both directions: every question goes to the judge, one minimum
 
 
 Case = tuple[str, float, float | None]  # rule, score - threshold, judge probability if read
@@ -60,14 +64,14 @@ def cases(records: list[dict[str, Any]], settings: Settings) -> tuple[list[Case]
 
 def answers(case: Case, below: float, above: float, minimum: dict[str, float]) -> bool:
     rule, margin, p = case
-    if p is not None and (rule == "cross" or -below <= margin < above):
-        return p >= minimum[rule]
+    if p is not None and (rule in CROSS or -below <= margin < above):
+        return p >= minimum["cross" if rule in CROSS else rule]
     return margin >= 0
 
 
 def judged(case: Case, below: float, above: float) -> bool:
     rule, margin, p = case
-    return p is not None and (rule == "cross" or -below <= margin < above)
+    return p is not None and (rule in CROSS or -below <= margin < above)
 
 
 def rates(
@@ -86,7 +90,7 @@ def rates(
 
 
 def language_of(name: str, gold: list[Case]) -> str:
-    rules = [rule for rule, *_ in gold]
+    rules = ["cross" if rule in CROSS else rule for rule, *_ in gold]
     return max(set(rules), key=rules.count)
 
 

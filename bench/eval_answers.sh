@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-bench/results}"
 mkdir -p "$out"
 .venv/bin/rag eval-answers corpus --json > "$out/answers-corpus.json"
-for set in xquad_en xquad_zh xquad_zh2en cmrc2018_dev rgb_zh_int; do
+for set in xquad_en xquad_zh xquad_zh2en xquad_en2zh cmrc2018_dev rgb_zh_int; do
   .venv/bin/rag eval-answers "../shared/eval/$set" --limit 1000 --json > "$out/answers-$set.json"
 done
 .venv/bin/python bench/answers_table.py "$out"/answers-*.json

@@ -85,7 +85,8 @@ class AnswerRecord:
     # The best cosine with a sentence of the top passage (None: not weighed, or no passage).
     similarity: float | None = None
     similarity_without_gold: float | None = None
-    # The rule that judged each ("en", "zh", or "cross": the top passage in the other language).
+    # The rule that judged each ("en", "zh", "cross" or "cross_en": the top passage in the other
+    # language, a Chinese or an English question).
     rule: str = ""
     rule_without_gold: str = ""
     # Who decided ("rule", "judge", "rule_judge_failed") and the judge's P(answers), if asked.

@@ -33,9 +33,10 @@ from rag_service.llms import build_fallback_llm, build_llm, build_quoter
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.prompting import REFUSALS, PromptBuilder, is_refusal, load_templates
 from rag_service.protocols import LLM, EvidenceJudge
+from rag_service.retrieval.centering import centering_for
 from rag_service.retrieval.language import query_language
 from rag_service.retrieval.results import RetrievedPassage, SearchFilters, SearchTimings
-from rag_service.retrieval.tokenize import tokenize
+from rag_service.retrieval.tokenize import is_joined, tokenize
 from rag_service.serving import SearchService
 from rag_service.settings import AnswerSettings, JudgeSettings, Settings
 from rag_service.similarity import SentenceSimilarity
@@ -63,7 +64,7 @@ class Evidence:
     passages: tuple[RetrievedPassage, ...]
     coverage: float  # share of the question's informative words in the best passage
     similarity: float | None  # best cosine with a sentence of the top passage; None: not weighed
-    rule: str  # which rule judged it: "en", "zh" or "cross" (top passage in the other language)
+    rule: str  # "en", "zh", "cross" or "cross_en" (cross: top passage in the other language)
     decided_by: str  # "rule", "judge", or "rule_judge_failed" (the judge was asked and failed)
     judgement: Judgement | None  # the judge's, when it was asked and answered
     generation: int  # the index generation that was searched
@@ -101,7 +102,7 @@ class Answer:
     passages: tuple[RetrievedPassage, ...]
     coverage: float
     similarity: float | None
-    rule: str  # the refusal rule that judged the evidence: "en", "zh" or "cross"
+    rule: str  # the refusal rule that judged the evidence: "en", "zh", "cross" or "cross_en"
     decided_by: str  # "rule", "judge" or "rule_judge_failed"
     judgement: Judgement | None
     backend: str
@@ -149,12 +150,14 @@ class _Generated:
     ms: float
 
 
-def coverage(
-    question_tokens: Sequence[str], passage_tokens: set[str], idf: dict[str, float]
-) -> float:
-    words = set(question_tokens)
+def coverage(question_tokens: Sequence[str], passage: str, idf: dict[str, float]) -> float:
+    """The share of the question's words (by idf) that ``passage`` holds. A joined word that the
+    passage writes apart ("LLaMA-style" against "LLaMA ... style") is judged by its parts alone,
+    which the question's tokens hold too: counted whole as well, it was a word missing twice."""
+    held = set(tokenize(passage))
+    words = {t for t in question_tokens if t in held or not is_joined(t)}
     total = sum(idf[t] for t in words)
-    return sum(idf[t] for t in words & passage_tokens) / total if total else 0.0
+    return sum(idf[t] for t in words & held) / total if total else 0.0
 
 
 class AnswerService:
@@ -182,6 +185,9 @@ class AnswerService:
         self._settings = settings
         self._fallback = fallback
         self._sentences = sentences or SentenceSimilarity(search.embedder)
+        self._cross_en_centering = centering_for(
+            search.embedder.model_id, {"en": settings.query_centering_cross_en}
+        )
         self._condenser = condenser or RuleCondenser()
         self.judge = judge
         self._judging = judging or JudgeSettings()
@@ -215,11 +221,14 @@ class AnswerService:
             self.judge.close()
 
     def _rule(self, language: str, passage_language: str) -> tuple[str, float, float]:
-        """Which rule judges the evidence ("en", "zh" or "cross"), its similarity weight and
-        its threshold."""
+        """Which rule judges the evidence ("en", "zh", "cross" or "cross_en"), its similarity
+        weight and its threshold."""
         s = self._settings
-        if passage_language != language and s.min_coverage_cross is not None:
-            return "cross", s.similarity_weight_cross, s.min_coverage_cross
+        if passage_language != language:
+            if language == "zh" and s.min_coverage_cross is not None:
+                return "cross", s.similarity_weight_cross, s.min_coverage_cross
+            if language == "en" and s.min_coverage_cross_en is not None:
+                return "cross_en", s.similarity_weight_cross_en, s.min_coverage_cross_en
         if language == "zh":
             return "zh", s.similarity_weight_zh, s.min_coverage_zh
         return "en", s.similarity_weight_en, s.min_coverage_en
@@ -246,7 +255,7 @@ class AnswerService:
             found = self._search.search_served(served, text, top_k, question.filters)
             idf = served.idf(q_tokens)
             best = max(
-                (coverage(q_tokens, set(tokenize(p.chunk.text)), idf) for p in found.passages),
+                (coverage(q_tokens, p.chunk.text, idf) for p in found.passages),
                 default=0.0,
             )
             top = found.passages[0].chunk.text if found.passages else ""
@@ -254,13 +263,15 @@ class AnswerService:
             sentences: list[str] = []
             cosines: list[float] = []
             if top and (weight or self.judge is not None):
-                # Across languages the centered vector, as searched: it drops the direction
-                # every question of its language shares, which a passage in the other lacks.
-                query = (
-                    served.retriever.dense.query_vector(text)
-                    if rule == "cross"
-                    else self._sentences.query_vector(text)
-                )
+                # Across languages a centered vector: it drops the direction every question of
+                # its language shares, which a passage in the other lacks. A Chinese question's
+                # is centered as the dense search centers it; an English question's as far as
+                # its own rule was measured best (docs/evaluation.md).
+                query = self._sentences.query_vector(text)
+                if rule == "cross":
+                    query = served.retriever.dense.query_vector(text)
+                elif rule == "cross_en" and self._cross_en_centering is not None:
+                    query = self._cross_en_centering.apply(query, "en")
                 sentences, cosines = self._sentences.scored(query, top)
         similarity = max(cosines) if weight and cosines else None
         score = best + weight * (similarity or 0.0)
@@ -298,7 +309,7 @@ class AnswerService:
         j = self._judging
         if self.judge is None:
             return False
-        if rule == "cross" and j.cross:
+        if rule.startswith("cross") and j.cross:
             return True
         return threshold - j.band_below <= score < threshold + j.band_above
 
@@ -308,6 +319,7 @@ class AnswerService:
             "en": j.min_probability_en,
             "zh": j.min_probability_zh,
             "cross": j.min_probability_cross,
+            "cross_en": j.min_probability_cross,
         }[rule]
 
     def _ask_judge(

@@ -29,12 +29,12 @@ def features(service, served, question: str, filters) -> dict[str, object]:
     idf = served.idf(q)
     cov, sent, pair = 0.0, 0.0, 0.0
     for p in found.passages:
-        cov = max(cov, coverage(q, set(tokenize(p.chunk.text)), idf))
-        toks = [set(tokenize(s.text)) for s in split_sentences(p.chunk.text)]
-        for i, t in enumerate(toks):
-            sent = max(sent, coverage(q, t, idf))
-            if i + 1 < len(toks):
-                pair = max(pair, coverage(q, t | toks[i + 1], idf))
+        cov = max(cov, coverage(q, p.chunk.text, idf))
+        texts = [s.text for s in split_sentences(p.chunk.text)]
+        for i, text in enumerate(texts):
+            sent = max(sent, coverage(q, text, idf))
+            if i + 1 < len(texts):
+                pair = max(pair, coverage(q, text + "\n" + texts[i + 1], idf))
     dense = [p.dense_score for p in found.passages if p.dense_score is not None]
     return {"coverage": cov, "sentence": sent, "pair": pair, "dense": dense}
 

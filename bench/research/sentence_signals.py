@@ -43,11 +43,11 @@ def features(prepared, served, question: str, filters, centering) -> dict[str, o
         vectors = prepared.embedder.embed_documents(sentences)
         passages.append(
             {
-                "coverage": coverage(q, set(tokenize(p.chunk.text)), idf),
+                "coverage": coverage(q, p.chunk.text, idf),
                 "dense": p.dense_score,
                 "sentence_cos": [float(c) for c in np.asarray(vectors) @ np.asarray(query)],
                 "sentence_cos_centered": [float(c) for c in np.asarray(vectors) @ centered],
-                "sentence_coverage": [coverage(q, set(tokenize(s)), idf) for s in sentences],
+                "sentence_coverage": [coverage(q, s, idf) for s in sentences],
             }
         )
     return {"language": found.language, "passages": passages}

@@ -184,7 +184,7 @@ class AskResponse(BaseModel):
     # The question's best cosine with a sentence of the top passage; null when the refusal rule
     # does not weigh it (an embedder without calibrated weights).
     similarity: float | None
-    evidence_rule: str  # "en", "zh", or "cross" (the top passage is in the other language)
+    evidence_rule: str  # "en", "zh", "cross" or "cross_en" (top passage in the other language)
     # Who decided whether the documents answer: "rule", "judge" (the reader model, near the
     # rule's threshold and across languages), or "rule_judge_failed" (asked, failed: the rule).
     decided_by: str

@@ -78,6 +78,12 @@ def segment(run: str) -> list[str]:
     return list(_jieba().cut(run))
 
 
+def is_joined(token: str) -> bool:
+    """A token of joined words ("gpt-4", "llama-styl"), which ``tokenize`` follows with its
+    parts."""
+    return bool(_JOINERS.search(token))
+
+
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
     jieba = _jieba()

@@ -312,7 +312,8 @@ def test_the_readme_examples_are_answered_by_the_default(tmp_path: Path, e5: E5E
 
 def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:
     """`rag reindex` and `rag serve` as processes, with the product's embedder (e5, int8):
-    a Chinese question finds and cites an English document over HTTP."""
+    a Chinese question finds and cites an English document over HTTP, and an English question
+    a Chinese one."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for name, text in PASSAGES.items():
@@ -339,6 +340,16 @@ def test_the_default_server_answers_across_languages(tmp_path: Path) -> None:
         assert "disk quota was exceeded" in body["answer"]
         absent = httpx.post(f"{url}/v1/ask", json={"question": "蒙娜丽莎是谁画的？"}, timeout=60)
         assert absent.json()["answerable"] is False
+        # The other direction has a rule of its own (the English question's vector centered by
+        # the mean English query), and the quote is the Chinese sentence that names HNSW.
+        question = (
+            "Which algorithm do vector databases use for approximate nearest neighbour search?"
+        )
+        asked = httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=60)
+        body = asked.json()
+        assert body["evidence_rule"] == "cross_en" and body["similarity"] is not None, body
+        assert body["answerable"] and body["citations"][0]["source"] == "向量.md", body["answer"]
+        assert "HNSW" in body["answer"]
 
 
 # An English question over Chinese passages: the one that answers it shares no word with it;

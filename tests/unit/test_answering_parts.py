@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from evaluation.answers import AnswerRecord, contains_answer, exact_match, f1, summarise_answers
+from rag_service.answering import coverage
 from rag_service.citations import check_citations
 from rag_service.errors import ConfigError
 from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.llms.fake import FakeLLM
 from rag_service.prompting import REFUSALS, PromptBuilder, is_refusal, load_templates
+from rag_service.retrieval.tokenize import tokenize
 from rag_service.text import MatchForm, split_sentences
 from rag_service.types import Chunk, GenerationParams
 
@@ -35,6 +37,16 @@ def test_match_form_folds_width_case_script_and_punctuation() -> None:
     haystack = MatchForm.of("檢索增強生成（RAG）先檢索段落")
     assert haystack.find(MatchForm.of("检索增强生成 (rag) 先检索")) == (0, 14)
     assert haystack.find(MatchForm.of("向量")) is None
+
+
+def test_coverage_judges_a_joined_word_written_apart_by_its_parts() -> None:
+    question = tokenize("How do LLaMA-style models encode positions?")
+    assert "llama-styl" in question and "style" in question
+    idf = dict.fromkeys(question, 1.0)
+    assert coverage(question, "LLaMA models in that style encode positions.", idf) == 1.0
+    assert coverage(question, "LLaMA-style models encode positions.", idf) == 1.0
+    assert coverage(question, "GPT models encode positions.", idf) == 3 / 5
+    assert coverage(question, "GPT-style models encode positions.", idf) == 4 / 5
 
 
 def test_a_verified_citation_quotes_the_document_at_its_offsets() -> None:
