@@ -250,15 +250,16 @@ def _ensure_bm25(
     settings: Settings, state: IndexRecords, pointer: IndexPointer, manifest: Manifest
 ) -> None:
     """The served generation's BM25 index for the configured backend, built if missing (e.g.
-    another BM25 backend was configured since it was written)."""
+    another BM25 backend was configured since it was written), and shared with every process
+    that serves it (PostgreSQL: the other hosts fetch it from there)."""
     backend = settings.retrieval.bm25_backend
-    if state.lexical_index(pointer, backend).exists():
-        return
-    store = open_store(settings, pointer.collection)
-    try:
-        build_bm25(settings, state, store, pointer.generation, manifest, {})
-    finally:
-        store.close()
+    if not state.lexical_index(pointer, backend).exists():
+        store = open_store(settings, pointer.collection)
+        try:
+            build_bm25(settings, state, store, pointer.generation, manifest, {})
+        finally:
+            store.close()
+    state.share_lexical(pointer, backend)
 
 
 class FolderIndexer:

@@ -185,6 +185,9 @@ class IndexState:
         self.prune(pointer, previous)
         return pointer
 
+    def share_lexical(self, pointer: IndexPointer, backend: str) -> None:
+        """Already shared: every process of this data folder reads it at ``bm25_path``."""
+
     def prune(self, *keep: IndexPointer | None) -> None:
         """Drop files of generations older than the previous one, which readers may still hold."""
         stems = {f"{p.collection}.{p.generation}" for p in keep if p is not None}

@@ -201,6 +201,37 @@ class PostgresIndexRecords:
             _write_digest(self._local.bm25_dir / name, hashlib.sha256(data).hexdigest())
         return pointer
 
+    def share_lexical(self, pointer: IndexPointer, backend: str) -> None:
+        """Added to the committed generation's archives; replicas fetch it at their next load
+        (one that found it missing tries again at its next request)."""
+        folder = self.bm25_path(pointer.collection, pointer.generation, backend)
+        key = (self._name, pointer.generation, folder.name)
+        with self._db.connection() as conn:
+            shared = conn.execute(
+                "SELECT 1 FROM rag_lexical WHERE collection = %s AND generation = %s AND name = %s",
+                key,
+            ).fetchone()
+        if shared is not None:
+            return
+        data = _pack(folder)
+        digest = hashlib.sha256(data).hexdigest()
+        with self._db.connection() as conn, conn.transaction():
+            # Under the pointer's row lock: a commit of the next generation, which deletes the
+            # archives of older ones, waits or has already moved the pointer on.
+            row = conn.execute(
+                "SELECT generation FROM rag_pointers WHERE collection = %s FOR SHARE",
+                (self._name,),
+            ).fetchone()
+            if row is None or row["generation"] != pointer.generation:
+                return
+            conn.execute(
+                "INSERT INTO rag_lexical (collection, generation, name, sha256, archive) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (*key, digest, data),
+            )
+        _write_digest(folder, digest)
+        log.info("shared the BM25 index %s (%d bytes)", folder.name, len(data))
+
     def drop(self) -> None:
         with self._db.connection() as conn, conn.transaction():
             for statement in (

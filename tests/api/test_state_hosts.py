@@ -115,6 +115,29 @@ def test_replicas_on_their_own_hosts_serve_the_reindex_hosts_index(site: Site) -
         assert search(url, "rag_" + "x" * 43).status_code == 401
 
 
+def test_a_bm25_backend_switched_by_a_reindex_serves_on_another_host(site: Site) -> None:
+    """After another RAG_RETRIEVAL__BM25_BACKEND, `rag reindex` builds that index for the served
+    generation (nothing else changed) and shares it: a replica on a new host with the new
+    setting fetches it. It used to stay on the reindex's host, and such a replica answered 503
+    "run `rag reindex`" however often that was done."""
+    switched = {"RAG_RETRIEVAL__BM25_BACKEND": "rank-bm25"}
+    prefix, env = site.reindex_host
+    done = rag_cli({**env, **switched}, "reindex", "--json", prefix=prefix)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["generation"] is None and report["added"] == report["updated"] == 0
+    prefix, address = site.net.add()
+    port = free_port()
+    env = {**own_env(site.root, "replica-rank", site.shared), **switched, "RAG_API__HOST": address}
+    argv = [sys.executable, "-m", "rag_cli", "serve", "--port", str(port)]
+    url = f"http://{address}:{port}"
+    with running(argv, f"{url}/healthz", site.root / "replica-rank", env, prefix=prefix):
+        response = search(url, site.key)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["generation"] == 1 and body["passages"][0]["source"] == "attention.md"
+
+
 def test_a_key_revoked_on_another_host_is_refused_by_both_replicas(site: Site) -> None:
     key = site.rag("keys", "create", "--name", "short-lived", "--scope", "query").strip()
     for _, url in site.replicas:

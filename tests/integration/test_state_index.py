@@ -156,6 +156,37 @@ def test_a_dropped_collection_is_gone_for_every_host(make_host: MakeHost, tmp_pa
     assert not a.bm25_path("rag-drop", 1, "bm25s").exists()
 
 
+def test_another_backends_bm25_index_reaches_the_other_host(
+    make_host: MakeHost, tmp_path: Path
+) -> None:
+    """Built after the commit (another BM25 backend configured since), it is shared with the
+    committed generation, and not with one that a newer commit has replaced."""
+    writer, reader = make_host(tmp_path / "w"), make_host(tmp_path / "r")
+    mine, theirs = writer.index("other", tmp_path / "w"), reader.index("other", tmp_path / "r")
+    write_bm25(writer, "other", tmp_path / "w", "rag-other", 1)
+    first = mine.commit("rag-other", 1, "f" * 64, MANIFEST)
+    wait_for(lambda: theirs.current() == first, "the reader to see generation 1", 20)
+    assert not theirs.lexical_index(first, "rank-bm25").exists()  # not built yet
+
+    built = mine.bm25_path("rag-other", 1, "rank-bm25")
+    built.mkdir(parents=True)
+    (built / "index.pkl").write_bytes(BM25_DATA)
+    mine.share_lexical(first, "rank-bm25")
+    mine.share_lexical(first, "rank-bm25")  # again: already there, nothing to do
+    fetched = theirs.lexical_index(first, "rank-bm25")
+    assert fetched.is_relative_to(tmp_path / "r")
+    assert (fetched / "index.pkl").read_bytes() == BM25_DATA
+
+    write_bm25(writer, "other", tmp_path / "w", "rag-other", 2)
+    mine.commit("rag-other", 2, "f" * 64, MANIFEST)
+    late = mine.bm25_path("rag-other", 1, "late")
+    late.mkdir(parents=True)
+    (late / "index.pkl").write_bytes(b"late")
+    mine.share_lexical(first, "late")  # generation 1 is no longer the committed one
+    other = make_host(tmp_path / "o").index("other", tmp_path / "o")
+    assert not other.lexical_index(first, "late").exists()
+
+
 def test_bm25_archives_are_stored_without_compression(
     pg: Postgres, make_host: MakeHost, tmp_path: Path
 ) -> None:
