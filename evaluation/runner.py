@@ -86,7 +86,7 @@ def prepared_set(
             eval_set.questions[limit:] = []
         run_settings = settings.model_copy(update={"data_dir": Path(tmp) / "index"})
         embedder = cached_embedder(settings.embedder, cache_path)
-        service = SearchService(run_settings, embedder, build_reranker(settings.retrieval))
+        service = SearchService(run_settings, embedder, build_reranker(settings, embedder))
         try:
             report = reindex(run_settings, eval_set.documents, embedder=embedder)
             log.info("indexed %d chunks (%d embedded)", report.chunks_total, embedder.misses)

@@ -156,7 +156,7 @@ def _search_here(
 
     try:
         embedder = build_embedder(settings.embedder)
-        reranker = build_reranker(settings.retrieval)
+        reranker = build_reranker(settings, embedder)
         result = Library(settings, embedder, reranker).search(collection).search(query, top_k)
     except RagError as exc:
         raise _fail(exc) from exc
@@ -212,9 +212,8 @@ def _ask_here(
 
     params = settings.llm.generation_params()
     try:
-        library = Library(
-            settings, build_embedder(settings.embedder), build_reranker(settings.retrieval)
-        )
+        embedder = build_embedder(settings.embedder)
+        library = Library(settings, embedder, build_reranker(settings, embedder))
         search_service = library.search(collection)
         answer = build_answer_service(settings, search_service).ask(
             Question(question, params, top_k)

@@ -103,7 +103,19 @@ def build_judge(settings: Settings, llm: LLM) -> EvidenceJudge | None:
     judging = settings.judge
     if judging.backend == "off":
         return None
-    templates = load_templates(judging.prompt_dir, task="judge")
+    answering = settings.llm
+    if (
+        isinstance(llm, LlamaCppLLM)
+        and answering.model == judging.model
+        and answering.model_path == judging.model_path
+    ):
+        return LlamaCppJudge(llm, load_templates(judging.prompt_dir, task="judge"), owns_llm=False)
+    return own_judge(settings)
+
+
+def own_judge(settings: Settings) -> LlamaCppJudge:
+    """The model ``RAG_JUDGE__MODEL`` names in a llama.cpp worker of its own."""
+    judging = settings.judge
     llm_settings = LLMSettings(
         backend="llamacpp",
         model=judging.model,
@@ -112,13 +124,7 @@ def build_judge(settings: Settings, llm: LLM) -> EvidenceJudge | None:
         n_threads=judging.n_threads,
         timeout_s=judging.timeout_s,
     )
-    answering = settings.llm
-    if (
-        isinstance(llm, LlamaCppLLM)
-        and answering.model == judging.model
-        and answering.model_path == judging.model_path
-    ):
-        return LlamaCppJudge(llm, templates, owns_llm=False)
     return LlamaCppJudge(
-        LlamaCppLLM(llm_settings, models_dir=settings.embedder.models_dir), templates
+        LlamaCppLLM(llm_settings, models_dir=settings.embedder.models_dir),
+        load_templates(judging.prompt_dir, task="judge"),
     )

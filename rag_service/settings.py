@@ -203,7 +203,7 @@ class RetrievalSettings(BaseModel):
     # over the fused top `rerank_depth` of Chinese queries; 0 turns it off. Any value from 0.4
     # to 2.0 met the bar on every development set; 1.0 was chosen leaving each set out in turn.
     bigram_weight_zh: float = Field(1.0, ge=0, description="Chinese bigram boost; 0: off.")
-    reranker: str = Field("none", description="none, cross-encoder or fake (tests).")
+    reranker: str = Field("none", description="none, cross-encoder, judge or fake (tests).")
     reranker_model: str = Field("", description="Model id or path for the cross-encoder.")
     rerank_depth: int = Field(
         20, ge=1, le=200, description="Fused candidates reranked (and bigram-boosted)."

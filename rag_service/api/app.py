@@ -75,7 +75,7 @@ def create_app(settings: Settings, indexer: Callable[[Settings, Embedder], Index
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedder = build_embedder(settings.embedder)
-        reranker = build_reranker(settings.retrieval)
+        reranker = build_reranker(settings, embedder)
         library = Library(settings, embedder, reranker, on_timings=metrics.observe_search)
         search = library.default
         answers = build_answer_service(settings, search)

@@ -18,9 +18,12 @@ from rag_service.llms.extractive import ExtractiveAnswerer
 from rag_service.llms.packaged import PACKAGED_MODELS, assemble
 from rag_service.prompting import PromptBuilder, load_templates
 from rag_service.protocols import EvidenceJudge
+from rag_service.rerankers import build_reranker
+from rag_service.rerankers.judge import JudgeReranker
 from rag_service.serving import SearchService
 from rag_service.settings import Settings
-from rag_service.types import GenerationParams
+from rag_service.similarity import SentenceSimilarity
+from rag_service.types import Chunk, GenerationParams
 from tests.conftest import SMALL_READER, CountingEmbedder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,6 +65,34 @@ def test_the_judge_tells_an_answer_from_a_passage_on_the_same_topic(judge: Evide
     zh_answers = judge.judge("向量数据库常用什么算法建立索引？", "zh", HNSW)
     zh_misses = judge.judge("HNSW 是哪一年由谁提出的？", "zh", HNSW)
     assert zh_answers.probability > 0.8 > 0.3 > zh_misses.probability
+
+
+EIFFEL_NAME = (
+    "The tower is named after the engineer Gustave Eiffel, whose company designed and built it. "
+    "Locally nicknamed La dame de fer, it was criticised by some of France's leading artists."
+)
+
+
+def test_as_a_reranker_it_puts_the_passage_that_answers_first(
+    judge: EvidenceJudge, embedder: CountingEmbedder, judge_models_dir: Path
+) -> None:
+    """The same article's other paragraph first, as fusion may order them: the judge swaps them,
+    for an English question and for a Chinese one over the English passages."""
+    reranker = JudgeReranker(judge, SentenceSimilarity(embedder), 160)
+    on_topic = Chunk("name", EIFFEL_NAME, "eiffel.md", "Eiffel Tower", (), 0, len(EIFFEL_NAME))
+    answers = Chunk("built", EIFFEL, "eiffel.md", "Eiffel Tower", (), 300, 300 + len(EIFFEL))
+    for question in ("When was the Eiffel Tower completed?", "埃菲尔铁塔是哪一年建成的？"):
+        near, right = reranker.rerank(question, [on_topic, answers])
+        assert right > near, (question, near, right)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        retrieval={"reranker": "judge"},
+        judge={"model": JUDGE_MODEL},  # its backend may stay off: the reranker has its own
+        embedder={"backend": "sentence-transformers", "models_dir": judge_models_dir},
+    )
+    built = build_reranker(settings, embedder)
+    assert built is not None and built.name == f"judge:{JUDGE_MODEL}"
+    built.close()
 
 
 def test_a_prompt_that_shares_its_start_with_the_last_one_is_read_from_there(
