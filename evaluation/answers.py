@@ -95,6 +95,9 @@ class AnswerRecord:
     judge_probability: float | None = None
     judge_probability_without_gold: float | None = None
     answer_chars: int = 0  # of the answer with the gold documents, citation markers excluded
+    # The answer given without the gold documents still holds a gold answer: another document
+    # states it (RGB's web snippets often do), so "unanswerable" is the set's label, not a fact.
+    contains_gold_without_gold: bool = False
 
 
 def _probability(answer: Answer) -> float | None:
@@ -161,6 +164,7 @@ def _records(
                 answer_chars=len(strip_markers(with_gold.answer).strip())
                 if with_gold.answerable
                 else 0,
+                contains_gold_without_gold=contains_answer(_answer_text(without_gold), q.answers),
             )
         )
     return records
@@ -177,6 +181,9 @@ def summarise_answers(name: str, records: Sequence[AnswerRecord]) -> dict[str, A
         "f1": sum(r.f1 for r in records) / n,
         "refused_answerable": sum(not r.answered for r in records) / n,
         "answered_unanswerable": sum(not r.refused_without_gold for r in records) / n,
+        # The questions answered without their gold documents with a gold answer all the same
+        # (another document states it; see AnswerRecord): part of answered_unanswerable.
+        "answered_unanswerable_with_gold": sum(r.contains_gold_without_gold for r in records) / n,
         # The mean length of the answers given, in characters: shorter is better when the gold
         # answer is in it.
         "answer_chars": sum(r.answer_chars for r in records if r.answered)

@@ -172,3 +172,25 @@ def test_answer_length_is_averaged_over_the_answered_questions() -> None:
     summary = summarise_answers("set", [record(True, 100), record(True, 50), record(False, 0)])
     assert summary["answer_chars"] == 75
     assert summarise_answers("set", [])["answer_chars"] == 0
+
+
+def test_unanswerable_answers_that_hold_the_gold_answer_are_counted_apart() -> None:
+    def record(refused_without_gold: bool, gold_without_gold: bool) -> AnswerRecord:
+        return AnswerRecord(
+            "q",
+            "zh",
+            True,
+            True,
+            False,
+            0.0,
+            0.5,
+            1.0,
+            refused_without_gold,
+            0.1,
+            contains_gold_without_gold=gold_without_gold,
+        )
+
+    records = [record(False, True), record(False, False), record(True, False), record(True, False)]
+    summary = summarise_answers("set", records)
+    assert summary["answered_unanswerable"] == 0.5
+    assert summary["answered_unanswerable_with_gold"] == 0.25
