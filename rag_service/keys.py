@@ -31,6 +31,7 @@ import re
 import secrets
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -122,7 +123,43 @@ def find(
     return found
 
 
-class KeyStore:
+class KeyChecks(ABC):
+    """The half of a key store that every request uses, the same for both stores: whether any
+    key exists, which key was presented (``find``), and signatures. A store provides its key
+    set, its secret and how it records a use."""
+
+    def any(self) -> bool:
+        return bool(self._current())
+
+    def verify(self, presented: str) -> ApiKey | None:
+        """The key ``presented`` is, or None (``find``)."""
+        found = find(self._current(), presented, self._digest)
+        if found is not None:
+            self._touch(found.name)
+        return found
+
+    def sign(self, purpose: str, message: str) -> str:
+        """An HMAC of ``message`` under the keys' secret, separated by ``purpose`` from the key
+        digests and from other uses (signed document links)."""
+        return keyed_signature(self._load_secret(), purpose, message)
+
+    def _digest(self, key: str) -> str:
+        return keyed_digest(self._load_secret(), key)
+
+    @abstractmethod
+    def _current(self) -> tuple[ApiKey, ...]:
+        """The keys as they stand now (cheap: called on every request)."""
+
+    @abstractmethod
+    def _load_secret(self) -> bytes:
+        """The secret the digests and signatures are keyed with."""
+
+    @abstractmethod
+    def _touch(self, name: str) -> None:
+        """Record a use of the key ``name``, at most every so often (``touch_due``)."""
+
+
+class KeyStore(KeyChecks):
     def __init__(self, folder: Path) -> None:
         self.path = folder / "keys.json"
         self._secret_path = folder / "keys.secret"
@@ -158,16 +195,6 @@ class KeyStore:
         return [KeyInfo(k.name, k.scope, k.created, self._last_used(k.name)) for k in self._read()]
 
     # Reading (every request)
-    def any(self) -> bool:
-        return bool(self._current())
-
-    def verify(self, presented: str) -> ApiKey | None:
-        """The key ``presented`` is, or None (``find``)."""
-        found = find(self._current(), presented, self._digest)
-        if found is not None:
-            self._touch(found.name)
-        return found
-
     def _current(self) -> tuple[ApiKey, ...]:
         try:
             stat = self.path.stat()
@@ -190,16 +217,9 @@ class KeyStore:
             for k in document["keys"]
         ]
 
-    def sign(self, purpose: str, message: str) -> str:
-        """An HMAC of ``message`` under the keys' secret, separated by ``purpose`` from the key
-        digests and from other uses (signed document links). Meaningful only once a key exists:
-        before that the secret is empty, and nothing should rely on a signature."""
-        return keyed_signature(self._load_secret(), purpose, message)
-
-    def _digest(self, key: str) -> str:
-        return keyed_digest(self._load_secret(), key)
-
     def _load_secret(self) -> bytes:
+        """Empty until a key is made: signatures mean nothing before that, and nothing should
+        rely on one."""
         if self._secret is None:
             try:
                 self._secret = bytes.fromhex(self._secret_path.read_text().strip())

@@ -20,12 +20,10 @@ import psycopg
 from rag_service.errors import StateUnavailable
 from rag_service.keys import (
     ApiKey,
+    KeyChecks,
     KeyInfo,
     KeyStoreError,
     Scope,
-    find,
-    keyed_digest,
-    keyed_signature,
     new_key,
     now,
     touch_due,
@@ -39,7 +37,7 @@ _SECRET = "keys"  # its row in rag_secrets
 _NEVER: Stamp = -1  # no stamp is negative
 
 
-class PostgresKeys:
+class PostgresKeys(KeyChecks):
     def __init__(self, db: Database, notes: Notifications) -> None:
         self._db, self._notes = db, notes
         self._secret: bytes | None = None  # never changes once made: read once per process
@@ -52,7 +50,7 @@ class PostgresKeys:
     # Writing (the CLI)
     def create(self, name: str, scope: Scope) -> str:
         key = new_key(name, scope)
-        digest = keyed_digest(self._load_secret(), key)
+        digest = self._digest(key)
         with self._db.connection() as conn, conn.transaction():
             made = conn.execute(
                 "INSERT INTO rag_keys (name, digest, scope, created_at) VALUES (%s, %s, %s, %s) "
@@ -86,21 +84,6 @@ class PostgresKeys:
         ]
 
     # Reading (every request)
-    def any(self) -> bool:
-        return bool(self._current())
-
-    def verify(self, presented: str) -> ApiKey | None:
-        found = find(self._current(), presented, self._digest)
-        if found is not None:
-            self._touch(found.name)
-        return found
-
-    def sign(self, purpose: str, message: str) -> str:
-        return keyed_signature(self._load_secret(), purpose, message)
-
-    def _digest(self, key: str) -> str:
-        return keyed_digest(self._load_secret(), key)
-
     def _current(self) -> tuple[ApiKey, ...]:
         """The key set: the copy, unless a change was announced since it was read. Without
         PostgreSQL (no listener, or the re-read failing) the copy, if there is one: refusing
