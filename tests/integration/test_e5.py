@@ -214,18 +214,23 @@ PASSAGES = {
 }
 
 
+def e5_settings(tmp_path: Path, corpus: Path) -> Settings:
+    """The product's embedder (e5, over the suite's MiniLM) on ``corpus``, indexed in tmp_path."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        corpus_dir=corpus,
+        embedder=EmbedderSettings(backend="e5"),
+    )
+
+
 @pytest.fixture
 def service(tmp_path: Path, e5: E5Embedder) -> Iterator[SearchService]:
     docs = tmp_path / "passages"
     docs.mkdir()
     for name, text in PASSAGES.items():
         (docs / name).write_text(text, encoding="utf-8")
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        corpus_dir=docs,
-        embedder=EmbedderSettings(backend="e5"),
-    )
+    settings = e5_settings(tmp_path, docs)
     reindex(settings, embedder=e5)
     service = SearchService(settings, e5)
     yield service
@@ -254,12 +259,7 @@ def answers(tmp_path: Path, e5: E5Embedder) -> Iterator[AnswerService]:
         for lang in ("en", "zh"):
             (docs / lang).mkdir(parents=True, exist_ok=True)
             shutil.copy(CORPUS / lang / name, docs / lang / name)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        corpus_dir=docs,
-        embedder=EmbedderSettings(backend="e5"),
-    )
+    settings = e5_settings(tmp_path, docs)
     reindex(settings, embedder=e5)
     search = SearchService(settings, e5)
     yield AnswerService(
@@ -311,12 +311,7 @@ def test_the_readme_examples_are_answered_by_the_default(tmp_path: Path, e5: E5E
     e5): the READMEs' quick-start questions, verbatim, get the sentence that answers them."""
     questions = quick_start_questions()
     assert len(questions) == 4 and set(questions) <= set(README_ANSWERS), questions
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        corpus_dir=CORPUS,
-        embedder=EmbedderSettings(backend="e5"),  # the default, over the suite's MiniLM
-    )
+    settings = e5_settings(tmp_path, CORPUS)
     reindex(settings, embedder=e5)
     search = SearchService(settings, e5)
     try:
