@@ -15,6 +15,8 @@ COLUMNS = [
     ("f1", "F1"),
     ("refused_answerable", "refuses answerable"),
     ("answered_unanswerable", "answers unanswerable"),
+    ("answered_unanswerable_with_gold", "… with a gold answer"),
+    ("answer_chars", "answer chars"),
     ("p50_ms", "p50 ms"),
     ("p95_ms", "p95 ms"),
 ]
@@ -25,7 +27,10 @@ def main() -> None:
     print("|---|---|" + "---|" * len(COLUMNS))
     for path in sorted(map(Path, sys.argv[1:])):
         row = json.loads(path.read_text())
-        cells = [f"{row[k]:.0f}" if k.endswith("_ms") else f"{row[k]:.3f}" for k, _ in COLUMNS]
+        cells = [
+            f"{row[k]:.0f}" if k.endswith(("_ms", "_chars")) else f"{row[k]:.3f}"
+            for k, _ in COLUMNS
+        ]
         print(f"| {row['dataset']} | {row['questions']} | " + " | ".join(cells) + " |")
 
 
