@@ -215,7 +215,7 @@ PASSAGES = {
 
 
 def e5_settings(tmp_path: Path, corpus: Path) -> Settings:
-    """The product's embedder (e5, over the suite's MiniLM) on ``corpus``, indexed in tmp_path."""
+    """The product's embedder (e5, over the suite's MiniLM) on ``corpus``, its index in tmp_path."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "data",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -163,11 +164,14 @@ def test_answer_metrics() -> None:
     assert f1("nothing", ["Broncos"]) == 0.0
 
 
+# An answered question with its gold answer, refused without its gold documents: each test
+# changes what it is about.
+RECORD = AnswerRecord("q", "en", True, True, False, 0.0, 0.5, 1.0, True, 0.1)
+
+
 def test_answer_length_is_averaged_over_the_answered_questions() -> None:
     def record(answered: bool, chars: int) -> AnswerRecord:
-        return AnswerRecord(
-            "q", "en", answered, answered, False, 0.0, 0.5, 1.0, True, 0.1, answer_chars=chars
-        )
+        return replace(RECORD, answered=answered, contains_gold=answered, answer_chars=chars)
 
     summary = summarise_answers("set", [record(True, 100), record(True, 50), record(False, 0)])
     assert summary["answer_chars"] == 75
@@ -176,17 +180,9 @@ def test_answer_length_is_averaged_over_the_answered_questions() -> None:
 
 def test_unanswerable_answers_that_hold_the_gold_answer_are_counted_apart() -> None:
     def record(refused_without_gold: bool, gold_without_gold: bool) -> AnswerRecord:
-        return AnswerRecord(
-            "q",
-            "zh",
-            True,
-            True,
-            False,
-            0.0,
-            0.5,
-            1.0,
-            refused_without_gold,
-            0.1,
+        return replace(
+            RECORD,
+            refused_without_gold=refused_without_gold,
             contains_gold_without_gold=gold_without_gold,
         )
 
