@@ -454,7 +454,7 @@ class ApiSettings(BaseModel):
     example_questions: dict[str, list[ExampleQuestion]] = Field(
         default_factory=lambda: {
             "default": [
-                "What does LoRA train instead of the full weights?",
+                "What does LoRA train instead of the full weight matrices?",
                 "向量数据库用什么算法做近似最近邻搜索？",
             ]
         },

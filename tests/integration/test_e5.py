@@ -312,6 +312,8 @@ def test_the_readme_examples_are_answered_by_the_default(tmp_path: Path, e5: E5E
     questions = quick_start_questions()
     assert len(questions) == 4 and set(questions) <= set(README_ANSWERS), questions
     settings = e5_settings(tmp_path, CORPUS)
+    # The page offers the same questions on an empty thread (RAG_API__EXAMPLE_QUESTIONS).
+    assert set(settings.api.examples_for("default")) == set(questions)
     reindex(settings, embedder=e5)
     search = SearchService(settings, e5)
     try:

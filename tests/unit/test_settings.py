@@ -134,7 +134,7 @@ def test_example_questions_are_found_as_collection_names_are(
     default = Settings(_env_file=None)  # type: ignore[call-arg]
     # The README's examples for the shipped corpus, one in each language.
     assert default.api.examples_for("default") == [
-        "What does LoRA train instead of the full weights?",
+        "What does LoRA train instead of the full weight matrices?",
         "向量数据库用什么算法做近似最近邻搜索？",
     ]
     monkeypatch.setenv("RAG_API__EXAMPLE_QUESTIONS", '{"Straße": ["Wie lang ist sie?"]}')
