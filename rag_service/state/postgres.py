@@ -212,13 +212,21 @@ class Database:
         the lock with it, to PostgreSQL or the network going away), the write fails."""
         conn = self.connect()
         conn.row_factory = dict_row
+        taken = False
         try:
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(%s) AS taken", (lock_key(name),)
             ).fetchone()
-            yield conn if row and row["taken"] else None
+            taken = bool(row and row["taken"])
+            yield conn if taken else None
         finally:
-            conn.close()  # ends the session, and with it the lock
+            # Unlocked before the session ends: closing alone frees the lock only once the
+            # server has seen the session go, a moment later, and a caller that tries again at
+            # once (another process after this one's job) would find it still held.
+            if taken:
+                with contextlib.suppress(psycopg.Error):  # a lost session took the lock along
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+            conn.close()
 
     def migrate(self) -> None:
         """Apply the migrations not applied yet. Concurrent callers wait on one lock; running it
